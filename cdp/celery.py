@@ -1,0 +1,13 @@
+"""The Celery application. Queues and time limits are set here, in one place."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
+
+app = Celery("cdp")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

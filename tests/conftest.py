@@ -1,0 +1,1 @@
+"""Shared fixtures. Tests run against real PostgreSQL (DATABASE_URL or the embedded server)."""
