@@ -106,7 +106,7 @@ def parse_keks(name: str, value: str) -> list[tuple[str, bytes]]:
             or len(key_id) > 32
         ):
             raise ImproperlyConfigured(
-                f"{name} item {position}: key id must be 1-32 characters of letters, digits, '-', '_', '.'"
+                f"{name} item {position}: key id must be 1-32 letters, digits, '-', '_' or '.'"
             )
         if key_id in seen:
             raise ImproperlyConfigured(f"{name} names key id {key_id!r} twice")

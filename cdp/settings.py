@@ -39,7 +39,7 @@ if PRODUCTION:
 
 
 def _development_keys() -> dict[str, str]:
-    """Keys for development and tests, created once under var/ (git-ignored), never in production."""
+    """Development and test keys, created once under var/ (git-ignored); never in production."""
     path = VAR_DIR / "dev-keys.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -209,7 +209,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Customer data platform API",
-    "DESCRIPTION": "Profiles, consent, data-subject requests and segments. Personal data is encrypted at rest.",
+    "DESCRIPTION": (
+        "Profiles, consent, data-subject requests and segments. Personal data is encrypted at rest."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
