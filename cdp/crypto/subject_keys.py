@@ -1,0 +1,210 @@
+"""Per-subject data keys: creation, a bounded in-process cache, shredding and KEK rotation."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cdp.crypto.errors import KeyDestroyedError, UnknownKeyError
+from cdp.crypto.keyring import get_keyring
+from cdp.crypto.models import SubjectKey
+
+DEK_BYTES = 32
+
+
+@dataclass(frozen=True)
+class DataKey:
+    key_id: int
+    cipher: AESGCM
+
+
+class _DataKeyCache:
+    """An LRU of unwrapped data keys with a time-to-live.
+
+    The size bounds memory; the TTL bounds how long another process can still read a subject
+    whose key was just destroyed (this process evicts at once).
+    """
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[float, DataKey]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, subject_id: str) -> DataKey | None:
+        with self._lock:
+            entry = self._entries.get(subject_id)
+            if entry is None:
+                return None
+            expires, key = entry
+            if expires < time.monotonic():
+                del self._entries[subject_id]
+                return None
+            self._entries.move_to_end(subject_id)
+            return key
+
+    def put(self, subject_id: str, key: DataKey) -> None:
+        size = settings.CDP_DEK_CACHE_SIZE
+        if size <= 0:
+            return
+        with self._lock:
+            self._entries[subject_id] = (time.monotonic() + settings.CDP_DEK_CACHE_SECONDS, key)
+            self._entries.move_to_end(subject_id)
+            while len(self._entries) > size:
+                self._entries.popitem(last=False)
+
+    def evict(self, subject_id: str) -> None:
+        with self._lock:
+            self._entries.pop(subject_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_cache = _DataKeyCache()
+
+
+def cache_clear() -> None:
+    _cache.clear()
+
+
+def _unwrap(row: SubjectKey) -> DataKey:
+    dek = get_keyring().unwrap(
+        bytes(row.wrapped_key), kek_id=row.kek_id, subject_id=str(row.subject_id), key_id=row.key_id
+    )
+    return DataKey(row.key_id, AESGCM(dek))
+
+
+def subject_key_get(subject_id: uuid.UUID | str) -> DataKey:
+    """The subject's data key, for decryption; KeyDestroyedError when it does not exist."""
+    sid = str(subject_id)
+    key = _cache.get(sid)
+    if key is not None:
+        return key
+    row = SubjectKey.objects.filter(subject_id=sid).first()
+    if row is None:
+        raise KeyDestroyedError(f"subject {sid} has no data key (destroyed or never created)")
+    key = _unwrap(row)
+    _cache.put(sid, key)
+    return key
+
+
+def subject_key_get_or_create(subject_id: uuid.UUID | str) -> DataKey:
+    """The subject's data key, created on first use; safe when two processes race to create it."""
+    sid = str(subject_id)
+    key = _cache.get(sid)
+    if key is not None:
+        return key
+    row = SubjectKey.objects.filter(subject_id=sid).first()
+    if row is None:
+        dek = os.urandom(DEK_BYTES)
+        key_id = secrets.randbits(32)
+        kek_id, wrapped = get_keyring().wrap(dek, subject_id=sid, key_id=key_id)
+        SubjectKey.objects.bulk_create(
+            [SubjectKey(subject_id=sid, key_id=key_id, kek_id=kek_id, wrapped_key=wrapped)],
+            ignore_conflicts=True,
+        )
+        # Another writer may have won the race: read back whichever key is stored.
+        row = SubjectKey.objects.get(subject_id=sid)
+    key = _unwrap(row)
+    _cache.put(sid, key)
+    return key
+
+
+def subject_keys_load(subject_ids: Iterable[uuid.UUID | str]) -> int:
+    """Warm the cache for many subjects in one query (list pages, exports); returns keys loaded."""
+    wanted = [sid for sid in {str(s) for s in subject_ids} if _cache.get(sid) is None]
+    loaded = 0
+    for row in SubjectKey.objects.filter(subject_id__in=wanted):
+        _cache.put(str(row.subject_id), _unwrap(row))
+        loaded += 1
+    return loaded
+
+
+def subject_key_shred(subject_id: uuid.UUID | str) -> bool:
+    """Destroy the subject's data key (cryptographic erase); True when a key existed.
+
+    The caller's transaction decides when it takes effect; this process's cache forgets the key
+    at once, other processes within CDP_DEK_CACHE_SECONDS.
+    """
+    sid = str(subject_id)
+    deleted, _ = SubjectKey.objects.filter(subject_id=sid).delete()
+    _cache.evict(sid)
+    transaction.on_commit(lambda: _cache.evict(sid))
+    return deleted > 0
+
+
+@dataclass
+class RotationReport:
+    primary: str
+    rotated: int = 0
+    already_current: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    remaining_by_kek: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def subject_keys_rotate(
+    *,
+    batch_size: int = 1000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RotationReport:
+    """Re-wrap every data key not under the primary KEK, one committed batch at a time.
+
+    Data is never re-encrypted. Interrupting loses at most the batch in flight, and a rerun picks
+    up only what is left, so the command is safe to stop and repeat.
+    """
+    keyring = get_keyring()
+    primary = keyring.primary_id
+    report = RotationReport(primary=primary)
+    report.already_current = SubjectKey.objects.filter(kek_id=primary).count()
+    total = SubjectKey.objects.exclude(kek_id=primary).count()
+    last_pk: uuid.UUID | None = None
+    done = 0
+    while True:
+        with transaction.atomic():
+            batch = SubjectKey.objects.exclude(kek_id=primary).order_by("subject_id")
+            if last_pk is not None:
+                batch = batch.filter(subject_id__gt=last_pk)
+            rows = list(batch.select_for_update(skip_locked=True)[:batch_size])
+            if not rows:
+                break
+            now = timezone.now()
+            changed = []
+            for row in rows:
+                sid = str(row.subject_id)
+                try:
+                    dek = keyring.unwrap(
+                        bytes(row.wrapped_key), kek_id=row.kek_id, subject_id=sid, key_id=row.key_id
+                    )
+                except UnknownKeyError:
+                    report.failed[row.kek_id] = report.failed.get(row.kek_id, 0) + 1
+                    continue
+                row.kek_id, row.wrapped_key = keyring.wrap(dek, subject_id=sid, key_id=row.key_id)
+                row.rotated_at = now
+                changed.append(row)
+            SubjectKey.objects.bulk_update(changed, ["kek_id", "wrapped_key", "rotated_at"])
+            report.rotated += len(changed)
+            last_pk = rows[-1].subject_id
+        done += len(rows)
+        if on_progress is not None:
+            on_progress(done, total)
+    for kek_id in SubjectKey.objects.exclude(kek_id=primary).values_list("kek_id", flat=True).distinct():
+        report.remaining_by_kek[kek_id] = SubjectKey.objects.filter(kek_id=kek_id).count()
+    return report

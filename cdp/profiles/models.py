@@ -1,0 +1,95 @@
+"""The shared kernel: unified customers and the identifiers that resolve to them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from cdp.crypto.fields import EncryptedDateField, EncryptedJSONField, EncryptedTextField
+from cdp.profiles.jurisdiction import Jurisdiction
+
+
+class CustomerStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    MERGED = "merged", "Merged into another profile"
+    RESTRICTED = "restricted", "Processing restricted"
+    ERASED = "erased", "Erased"
+
+
+class Customer(models.Model):
+    """A unified profile. Personal data is encrypted under the customer's own data key.
+
+    `email_index` and `phone_index` are blind indexes (keyed HMACs of the normalised value) for
+    exact lookups and deduplication without decryption.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    status = models.CharField(
+        max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE
+    )
+    jurisdiction = models.CharField(
+        max_length=8, choices=Jurisdiction.choices, default=Jurisdiction.OTHER
+    )
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
+
+    email = EncryptedTextField(null=True, blank=True)
+    phone = EncryptedTextField(null=True, blank=True, help_text="E.164")
+    first_name = EncryptedTextField(null=True, blank=True)
+    last_name = EncryptedTextField(null=True, blank=True)
+    birth_date = EncryptedDateField(null=True, blank=True)
+    address = EncryptedJSONField(null=True, blank=True)
+    traits = EncryptedJSONField(null=True, blank=True, help_text="Free traits, personal by default")
+
+    email_index = models.BinaryField(null=True, blank=True, db_index=True)
+    phone_index = models.BinaryField(null=True, blank=True, db_index=True)
+    # Traits classified as non-personal (plan, loyalty tier, ...): plaintext for analytics.
+    attributes = models.JSONField(default=dict, blank=True)
+
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        permissions = [
+            ("reveal_customer_pii", "Can reveal a customer's decrypted personal data"),
+        ]
+        indexes = [models.Index(fields=["status", "jurisdiction"])]
+
+    def __str__(self) -> str:
+        # Never personal data: this string appears in the admin, logs and audit details.
+        return f"Customer {str(self.id)[:8]}"
+
+
+class IdentityKind(models.TextChoices):
+    USER_ID = "user_id", "User id"
+    ANONYMOUS_ID = "anonymous_id", "Anonymous id"
+    EMAIL = "email", "E-mail"
+    PHONE = "phone", "Phone"
+    EXTERNAL_ID = "external_id", "External id (per source)"
+
+
+class Identity(models.Model):
+    """An identifier that resolves to a customer, found by its blind index."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=16, choices=IdentityKind.choices)
+    # Scope of external ids (the source that issued them); empty for global kinds.
+    namespace = models.CharField(max_length=64, blank=True, default="")
+    value = EncryptedTextField(subject_field="customer_id")
+    value_index = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "namespace", "value_index"], name="identity_unique_value"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.customer}"
