@@ -106,9 +106,10 @@ class EncryptedField(models.Field):
     def seal(self, instance: models.Model, value: Any) -> Sealed | None:
         if value is None:
             return None
+        plaintext = self.to_bytes(value)
         context = self._context(instance)
         key = subject_key_get_or_create(context["subject_id"])
-        return Sealed(aead.seal(key.cipher, key.key_id, self.to_bytes(value), **context))
+        return Sealed(aead.seal(key.cipher, key.key_id, plaintext, **context))
 
     def open(self, instance: models.Model, sealed: Sealed) -> Any:
         context = self._context(instance)

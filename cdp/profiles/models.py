@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 
 from cdp.crypto.fields import EncryptedDateField, EncryptedJSONField, EncryptedTextField
+from cdp.crypto.querysets import EncryptedQuerySet
 from cdp.profiles.jurisdiction import Jurisdiction
 
 
@@ -52,6 +53,8 @@ class Customer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = EncryptedQuerySet.as_manager()
+
     class Meta:
         permissions = [
             ("reveal_customer_pii", "Can reveal a customer's decrypted personal data"),
@@ -82,6 +85,8 @@ class Identity(models.Model):
     value = EncryptedTextField(subject_field="customer_id")
     value_index = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = EncryptedQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "identities"
