@@ -10,4 +10,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
 
 app = Celery("cdp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Installed apps' tasks.py, plus the project's own operational tasks (cdp is not an app).
 app.autodiscover_tasks()
+app.autodiscover_tasks(["cdp"])
