@@ -22,12 +22,16 @@ def _database_ok() -> bool:
         return False
 
 
+BROKER_TIMEOUT_SECONDS = 2
+
+
 def _broker_ok() -> bool:
+    """One attempt with a short timeout: a probe must answer before its caller gives up."""
     from cdp.celery import app
 
     try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+        with app.connection_for_write(connect_timeout=BROKER_TIMEOUT_SECONDS) as conn:
+            conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT_SECONDS)
         return True
     except Exception:
         return False
