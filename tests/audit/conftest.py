@@ -1,0 +1,36 @@
+"""Fixtures for the audit log tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.db import connection
+
+from cdp.audit.testing import audit_log_clear_for_tests
+
+
+@pytest.fixture
+def audit_log_emptied_after(transactional_db: None) -> Iterator[None]:
+    """For transactional tests: empty the audit log before pytest-django flushes the tables.
+
+    Depends on `transactional_db`, so its teardown runs before the flush does.
+    """
+    yield
+    audit_log_clear_for_tests()
+
+
+@pytest.fixture
+def tamper() -> Callable[[str, list[object] | None], None]:
+    """Run SQL against the audit table as a superuser would, with its triggers disabled.
+
+    The ALTER TABLE runs inside the test's transaction and is rolled back with it.
+    """
+
+    def run(sql: str, params: list[object] | None = None) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER ALL")
+            cursor.execute(sql, params)
+            cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER ALL")
+
+    return run
