@@ -48,6 +48,7 @@ stop: $(STAMP)
 
 bench: $(STAMP)
 	@set -e; found=0; for script in bench/*.py; do \
+		case "$$(basename "$$script")" in _*) continue;; esac; \
 		[ -f "$$script" ] || continue; found=1; \
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
