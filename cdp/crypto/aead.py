@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import struct
+import uuid
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cdp.crypto.errors import DecryptionError
@@ -24,31 +24,32 @@ _HEADER = struct.Struct(">BI")
 HEADER_BYTES = _HEADER.size
 NONCE_BYTES = 12
 OVERHEAD = HEADER_BYTES + NONCE_BYTES + 16
+_BODY = HEADER_BYTES + NONCE_BYTES
 
 
-def associated_data(header: bytes, table: str, column: str, subject_id: str, row_id: str) -> bytes:
-    return b"%b|%b|%b|%b|%b" % (
-        header,
-        table.encode(),
-        column.encode(),
-        subject_id.encode(),
-        row_id.encode(),
-    )
+def id_bytes(value: object) -> bytes:
+    """Subject and row ids in the associated data: a UUID's 16 bytes, anything else as text."""
+    if isinstance(value, uuid.UUID):
+        return value.bytes
+    return str(value).encode()
 
 
-def seal(
-    cipher: AESGCM,
-    key_id: int,
-    plaintext: bytes,
-    *,
-    table: str,
-    column: str,
-    subject_id: str,
-    row_id: str,
-) -> bytes:
-    header = _HEADER.pack(FORMAT_V1, key_id)
+def location(table: str, column: str) -> bytes:
+    """The table-and-column part of the associated data (constant per field, so computed once)."""
+    return f"|{table}|{column}|".encode()
+
+
+def associated_data(header: bytes, where: bytes, subject: bytes, row: bytes) -> bytes:
+    return b"".join((header, where, subject, b"|", row))
+
+
+def header_for(key_id: int) -> bytes:
+    return _HEADER.pack(FORMAT_V1, key_id)
+
+
+def seal(cipher: AESGCM, header: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """`aad` is `associated_data(header, ...)` for this header: callers cache its constant part."""
     nonce = os.urandom(NONCE_BYTES)
-    aad = associated_data(header, table, column, subject_id, row_id)
     return header + nonce + cipher.encrypt(nonce, plaintext, aad)
 
 
@@ -62,22 +63,10 @@ def key_id_of(blob: bytes) -> int:
     return key_id
 
 
-def open_sealed(
-    cipher: AESGCM,
-    blob: bytes,
-    *,
-    table: str,
-    column: str,
-    subject_id: str,
-    row_id: str,
-) -> bytes:
-    header = blob[:HEADER_BYTES]
-    nonce = blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES]
-    aad = associated_data(header, table, column, subject_id, row_id)
-    try:
-        return cipher.decrypt(nonce, blob[HEADER_BYTES + NONCE_BYTES :], aad)
-    except InvalidTag:
-        raise DecryptionError(
-            f"{table}.{column} of row {row_id} failed authentication "
-            "(tampered, copied from another row or column, or the wrong key)"
-        ) from None
+def open_sealed(cipher: AESGCM, blob: bytes, aad: bytes) -> bytes:
+    """Authenticate and decrypt; InvalidTag propagates for the caller to name the location.
+
+    `aad` is built from the header the caller expects, not the one stored, so a value whose
+    header was altered (or names another key) fails authentication.
+    """
+    return cipher.decrypt(blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES], blob[_BODY:], aad)

@@ -26,7 +26,9 @@ INDEX_BYTES = 32
 
 @lru_cache(maxsize=64)
 def _domain_key(domain: str) -> bytes:
-    return hmac.new(settings.CDP_INDEX_KEY, b"cdp-blind-index|v1|" + domain.encode(), "sha256").digest()
+    return hmac.new(
+        settings.CDP_INDEX_KEY, b"cdp-blind-index|v1|" + domain.encode(), "sha256"
+    ).digest()
 
 
 @receiver(setting_changed)

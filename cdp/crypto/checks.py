@@ -22,7 +22,7 @@ def check_personal_data_registry(app_configs: Any = None, **kwargs: Any) -> list
                     Error(
                         f"{model._meta.label}.{field.name} is encrypted but not registered as "
                         "personal data, so export and erasure would miss it",
-                        hint="Register it in the app's personal_data.py with cdp.crypto.registry.register().",
+                        hint="Register it in the app's personal_data.py.",
                         obj=field,
                         id="cdp.E101",
                     )
@@ -33,7 +33,8 @@ def check_personal_data_registry(app_configs: Any = None, **kwargs: Any) -> list
         except (LookupError, FieldDoesNotExist):
             errors.append(
                 Error(
-                    f"personal-data registry names {entry.model}.{entry.field}, which does not exist",
+                    f"personal-data registry names {entry.model}.{entry.field}, "
+                    "which does not exist",
                     id="cdp.E102",
                 )
             )

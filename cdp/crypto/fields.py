@@ -14,6 +14,7 @@ import decimal
 import json
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
@@ -42,10 +43,11 @@ class EncryptedAttribute(DeferredAttribute):
     def __get__(self, instance: models.Model | None, cls: type | None = None) -> Any:
         if instance is None:
             return self
-        value = super().__get__(instance, cls)
-        if isinstance(value, Sealed):
-            value = self.field.open(instance, value)
-            instance.__dict__[self.field.attname] = value
+        data = instance.__dict__
+        attname = self.field.attname
+        value = data[attname] if attname in data else super().__get__(instance, cls)
+        if value.__class__ is Sealed:
+            value = data[attname] = self.field.open(instance, value)
         return value
 
     def __set__(self, instance: models.Model, value: Any) -> None:
@@ -84,49 +86,66 @@ class EncryptedField(models.Field):
         raise NotImplementedError
 
     # --- context -----------------------------------------------------------------------------
-    def _context(self, instance: models.Model) -> dict[str, str]:
-        subject = getattr(instance, self.subject_field)
+    _pk_attname: str | None = None
+
+    def _set_pk_attname(self) -> str:
+        self._pk_attname = self.model._meta.pk.attname
+        return self._pk_attname
+
+    def contribute_to_class(self, cls: type[models.Model], name: str, **kwargs: Any) -> None:
+        super().contribute_to_class(cls, name, **kwargs)
+        # Constant per field: the table-and-column part of the associated data.
+        self.where = aead.location(cls._meta.db_table, self.column)
+
+    def _ids(self, instance: models.Model) -> tuple[Any, Any]:
+        """The subject and row ids the ciphertext is bound to (read from __dict__: hot path)."""
+        values = instance.__dict__
+        subject = values.get(self.subject_field)
+        row = values.get(self._pk_attname or self._set_pk_attname())
         if subject is None:
             raise EncryptionContextError(
                 f"{instance._meta.label}.{self.name}: {self.subject_field} is not set, "
                 "so there is no data subject to encrypt for"
             )
-        if instance.pk is None:
+        if row is None:
             raise EncryptionContextError(
                 f"{instance._meta.label}.{self.name}: the primary key must be assigned before "
                 "saving, because the ciphertext is bound to its row"
             )
-        return {
-            "table": instance._meta.db_table,
-            "column": self.column,
-            "subject_id": str(subject),
-            "row_id": str(instance.pk),
-        }
+        return subject, row
 
     def seal(self, instance: models.Model, value: Any) -> Sealed | None:
         if value is None:
             return None
         plaintext = self.to_bytes(value)
-        context = self._context(instance)
-        key = subject_key_get_or_create(context["subject_id"])
-        return Sealed(aead.seal(key.cipher, key.key_id, plaintext, **context))
+        subject, row = self._ids(instance)
+        key = subject_key_get_or_create(subject)
+        aad = key.aad_prefix(self.where) + (key.subject if row is subject else aead.id_bytes(row))
+        return Sealed(aead.seal(key.cipher, key.header, plaintext, aad))
 
     def open(self, instance: models.Model, sealed: Sealed) -> Any:
-        context = self._context(instance)
-        key = subject_key_get(context["subject_id"])
-        stored_key_id = aead.key_id_of(sealed.blob)
-        if stored_key_id != key.key_id:
-            raise KeyDestroyedError(
-                f"{context['table']}.{context['column']} of row {context['row_id']} was sealed "
-                "under a data key that no longer exists"
-            )
-        data = aead.open_sealed(key.cipher, sealed.blob, **context)
+        subject, row = self._ids(instance)
+        key = subject_key_get(subject)
+        blob = sealed.blob
+        aad = key.aad_prefix(self.where) + (key.subject if row is subject else aead.id_bytes(row))
+        try:
+            data = aead.open_sealed(key.cipher, blob, aad)
+        except (InvalidTag, ValueError):
+            location = f"{self.model._meta.db_table}.{self.column} of row {row}"
+            if aead.key_id_of(blob) != key.key_id:
+                raise KeyDestroyedError(
+                    f"{location} was sealed under a data key that no longer exists"
+                ) from None
+            raise DecryptionError(
+                f"{location} failed authentication "
+                "(tampered, copied from another row or column, or the wrong key)"
+            ) from None
         try:
             return self.from_bytes(data)
         except (ValueError, UnicodeDecodeError, decimal.InvalidOperation):
             raise DecryptionError(
-                f"{context['table']}.{context['column']} of row {context['row_id']} decrypted "
-                "to a value of the wrong type"
+                f"{self.model._meta.db_table}.{self.column} of row {row} decrypted to a value of "
+                "the wrong type"
             ) from None
 
     # --- Django hooks ------------------------------------------------------------------------

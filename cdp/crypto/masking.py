@@ -16,14 +16,16 @@ def mask_email(value: str | None) -> str:
 
 
 def mask_phone(value: str | None) -> str:
-    """Keeps the country prefix and the last two digits: `+44*******58`."""
+    """Keeps the first two digits after a `+` and the last two: `+44********58`."""
     if not value:
         return ""
     digits = [c for c in value if c.isdigit()]
     if len(digits) < 6:
         return MASK
-    head = "+" + "".join(digits[:2]) if value.startswith("+") else ""
-    return f"{head}{'*' * max(len(digits) - len(head) - 1, 3)}{''.join(digits[-2:])}"
+    shown_prefix = digits[:2] if value.startswith("+") else []
+    head = "+" + "".join(shown_prefix) if shown_prefix else ""
+    hidden = len(digits) - len(shown_prefix) - 2
+    return f"{head}{'*' * hidden}{''.join(digits[-2:])}"
 
 
 def mask_text(value: str | None) -> str:

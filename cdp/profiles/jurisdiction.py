@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from django.db import models
-
 import pycountry
+from django.db import models
 
 
 class Jurisdiction(models.TextChoices):

@@ -46,8 +46,9 @@ def test_large_text_round_trips():
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 ).filter(lambda v: v is not None)
 
@@ -120,7 +121,9 @@ def test_flipped_bit_raises_decryption_error():
     blob = bytearray(raw_column("profiles_customer", "email", customer.pk))
     blob[-1] ^= 0x01
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE profiles_customer SET email = %s WHERE id = %s", [bytes(blob), customer.pk])
+        cursor.execute(
+            "UPDATE profiles_customer SET email = %s WHERE id = %s", [bytes(blob), customer.pk]
+        )
     with pytest.raises(DecryptionError) as excinfo:
         reload(customer).email
     assert "jane" not in str(excinfo.value)
@@ -142,8 +145,8 @@ def test_ciphertext_copied_to_another_customer_fails():
     bob = Customer.objects.create(email="bob@example.com")
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE profiles_customer SET email = (SELECT email FROM profiles_customer WHERE id = %s) "
-            "WHERE id = %s",
+            "UPDATE profiles_customer SET email = "
+            "(SELECT email FROM profiles_customer WHERE id = %s) WHERE id = %s",
             [alice.pk, bob.pk],
         )
     with pytest.raises(DecryptionError):
@@ -154,19 +157,25 @@ def test_ciphertext_copied_to_another_customer_fails():
 def test_ciphertext_copied_to_another_column_of_the_same_row_fails():
     customer = Customer.objects.create(email="jane@example.com", first_name="Jane")
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE profiles_customer SET first_name = email WHERE id = %s", [customer.pk])
+        cursor.execute(
+            "UPDATE profiles_customer SET first_name = email WHERE id = %s", [customer.pk]
+        )
     with pytest.raises(DecryptionError):
         reload(customer).first_name
 
 
 def test_ciphertext_copied_to_another_row_of_the_same_subject_fails():
     customer = Customer.objects.create()
-    one = Identity.objects.create(customer=customer, kind=IdentityKind.USER_ID, value="u-1", value_index=b"1")
-    two = Identity.objects.create(customer=customer, kind=IdentityKind.USER_ID, value="u-2", value_index=b"2")
+    one = Identity.objects.create(
+        customer=customer, kind=IdentityKind.USER_ID, value="u-1", value_index=b"1"
+    )
+    two = Identity.objects.create(
+        customer=customer, kind=IdentityKind.USER_ID, value="u-2", value_index=b"2"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE profiles_identity SET value = (SELECT value FROM profiles_identity WHERE id = %s) "
-            "WHERE id = %s",
+            "UPDATE profiles_identity SET value = "
+            "(SELECT value FROM profiles_identity WHERE id = %s) WHERE id = %s",
             [one.pk, two.pk],
         )
     with pytest.raises(DecryptionError):
@@ -196,7 +205,9 @@ def test_filters_and_bulk_writes_on_encrypted_values_are_refused():
 
 
 def test_bulk_create_encrypts_each_row_for_its_subject():
-    customers = Customer.objects.bulk_create([Customer(email=f"c{i}@example.com") for i in range(5)])
+    customers = Customer.objects.bulk_create(
+        [Customer(email=f"c{i}@example.com") for i in range(5)]
+    )
     for i, customer in enumerate(customers):
         assert reload(customer).email == f"c{i}@example.com"
 
@@ -231,7 +242,9 @@ def test_shredded_key_makes_every_value_unreadable():
     from cdp.crypto.subject_keys import subject_key_shred
 
     customer = Customer.objects.create(email="jane@example.com", first_name="Jane")
-    Identity.objects.create(customer=customer, kind=IdentityKind.USER_ID, value="u-1", value_index=b"1")
+    Identity.objects.create(
+        customer=customer, kind=IdentityKind.USER_ID, value="u-1", value_index=b"1"
+    )
     assert subject_key_shred(customer.pk) is True
     with pytest.raises(KeyDestroyedError):
         reload(customer).email

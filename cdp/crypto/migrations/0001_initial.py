@@ -4,25 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='SubjectKey',
+            name="SubjectKey",
             fields=[
-                ('subject_id', models.UUIDField(primary_key=True, serialize=False)),
-                ('key_id', models.PositiveBigIntegerField()),
-                ('kek_id', models.CharField(db_index=True, max_length=32)),
-                ('wrapped_key', models.BinaryField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rotated_at', models.DateTimeField(blank=True, null=True)),
+                ("subject_id", models.UUIDField(primary_key=True, serialize=False)),
+                ("key_id", models.PositiveBigIntegerField()),
+                ("kek_id", models.CharField(db_index=True, max_length=32)),
+                ("wrapped_key", models.BinaryField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("rotated_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'subject data key',
+                "verbose_name": "subject data key",
             },
         ),
     ]

@@ -1,0 +1,56 @@
+"""Shared helpers for the benchmarks: Django setup, scaling and the result line format."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
+    import django
+
+    django.setup()
+
+
+def scaled(default: int) -> int:
+    """Sizes shrink with BENCH_SCALE (e.g. 0.1 for a quick look)."""
+    return max(1, int(default * float(os.environ.get("BENCH_SCALE", "1"))))
+
+
+def best_rate(run: Callable[[], int], *, repeats: int = 3) -> float:
+    """Items per second of the fastest of `repeats` runs: the least disturbed by a noisy machine."""
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        items = run()
+        elapsed = time.perf_counter() - started
+        best = max(best, items / elapsed)
+    return best
+
+
+def best_rates(
+    project: Callable[[], int], raw: Callable[[], int], *, repeats: int = 5
+) -> tuple[float, float]:
+    """Best rates of both sides, measured in alternation so that a burst of load elsewhere on
+    this shared machine hits both sides alike."""
+    best_project = best_raw = 0.0
+    for _ in range(repeats):
+        best_project = max(best_project, best_rate(project, repeats=1))
+        best_raw = max(best_raw, best_rate(raw, repeats=1))
+    return best_project, best_raw
+
+
+def report(name: str, unit: str, project: float, raw: float) -> str:
+    line = (
+        f"bench {name}: project {project:,.0f} {unit}/s, raw {raw:,.0f} {unit}/s, "
+        f"ratio {project / raw:.2f}"
+    )
+    print(line, flush=True)
+    return line

@@ -1,0 +1,58 @@
+"""The role groups of DESIGN.md and the permissions each holds.
+
+Migrations call `sync_role_groups`; later features add their permissions here and ship a
+migration that calls it again. Syncing only adds: permissions granted by hand are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLATFORM_ADMIN = "Platform admin"
+CONSENT_ADMIN = "Consent admin"
+COMPLIANCE_OFFICER = "Compliance officer"
+ANALYST = "Analyst"
+
+# "app_label.codename"; "app_label.*" means every permission of that app.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    PLATFORM_ADMIN: [
+        "auth.*",
+        "profiles.*",
+        "crypto.view_subjectkey",
+        "audit.view_auditentry",
+    ],
+    CONSENT_ADMIN: [
+        "profiles.view_customer",
+        "profiles.view_identity",
+    ],
+    COMPLIANCE_OFFICER: [
+        "profiles.view_customer",
+        "profiles.view_identity",
+        "profiles.reveal_customer_pii",
+        "audit.view_auditentry",
+    ],
+    # Analysts see segments and personas (added with segmentation), never raw personal data.
+    ANALYST: [],
+}
+
+
+def sync_role_groups(apps: Any, schema_editor: Any = None) -> None:
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, grants in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        for grant in grants:
+            app_label, codename = grant.split(".", 1)
+            perms = Permission.objects.filter(content_type__app_label=app_label)
+            if codename != "*":
+                perms = perms.filter(codename=codename)
+                if not perms.exists():
+                    raise LookupError(f"role {role!r} names unknown permission {grant!r}")
+            group.permissions.add(*perms)
