@@ -74,7 +74,7 @@ def env_list(
     items = [item.strip() for item in value.split(",")]
     if any(item == "" for item in items):
         raise ImproperlyConfigured(
-            f"{name} is a comma-separated list with an empty item: {value!r}"
+            f"{name} is a comma-separated list with an empty item (item {items.index('') + 1})"
         )
     return items
 
