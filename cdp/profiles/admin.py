@@ -166,6 +166,6 @@ class CustomerAdmin(admin.ModelAdmin):
                     customer=customer, actor=actor_for(request.user), reason=reason
                 )
             except DecryptionError:
-                messages.error(request, "This customer's data key is destroyed or the data is damaged")
+                messages.error(request, "The data key is destroyed or the data is damaged.")
                 return redirect(reverse("admin:profiles_customer_change", args=[customer.pk]))
         return TemplateResponse(request, "admin/profiles/customer/reveal.html", context)
