@@ -1,5 +1,9 @@
 """REST API routes under /api/v1/; each package adds its own endpoints here."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from cdp.api.views import WhoAmIView
+
+urlpatterns = [
+    path("whoami", WhoAmIView.as_view(), name="api-whoami"),
+]

@@ -1,7 +1,9 @@
 """The role groups of DESIGN.md and the permissions each holds.
 
 Migrations call `sync_role_groups`; later features add their permissions here and ship a
-migration that calls it again. Syncing only adds: permissions granted by hand are kept.
+migration that calls it again. Syncing only adds: permissions granted by hand are kept. A grant
+whose model is not migrated yet is skipped (the later app's own migration grants it); a test
+checks that, once everything is migrated, every grant named here exists.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "profiles.*",
         "crypto.view_subjectkey",
         "audit.view_auditentry",
+        "api.view_apitoken",
+        "api.change_apitoken",
     ],
     CONSENT_ADMIN: [
         "profiles.view_customer",
@@ -53,6 +57,4 @@ def sync_role_groups(apps: Any, schema_editor: Any = None) -> None:
             perms = Permission.objects.filter(content_type__app_label=app_label)
             if codename != "*":
                 perms = perms.filter(codename=codename)
-                if not perms.exists():
-                    raise LookupError(f"role {role!r} names unknown permission {grant!r}")
             group.permissions.add(*perms)

@@ -1,0 +1,7 @@
+"""The scopes an API token can carry. Each package adds its own here."""
+
+SCOPES: dict[str, str] = {
+    "consent:read": "Read customers' consent state, history and receipts",
+    "consent:write": "Record consent decisions",
+    "profiles:read": "Read pseudonymous customer ids and identifiers",
+}
