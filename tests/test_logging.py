@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
+import time
 
 import pytest
 
@@ -182,3 +184,14 @@ def test_settings_attach_the_filter_to_the_console_handler() -> None:
     assert settings.LOGGING["filters"]["redact_personal_data"] == {
         "()": "cdp.logging.RedactPersonalData"
     }
+
+
+def test_redact_stays_linear_on_a_long_token_without_personal_data() -> None:
+    # A quadratic pattern took minutes on a 200 kB base64 blob; a log call must not stall.
+    blob = base64.b64encode(bytes(range(256)) * 600).decode()
+
+    started = time.perf_counter()
+    result = redact(f"payload {blob} end")
+
+    assert result == f"payload {blob} end"
+    assert time.perf_counter() - started < 2.0

@@ -79,6 +79,7 @@ def audit_record(
     address, phone number or IP address, and TypeError/ValueError when `details` is not plain
     JSON (datetimes, UUIDs and bytes are converted). Nothing is written in either case.
     """
+    object_id = str(object_id)
     for name, value in (
         ("actor", actor),
         ("action", action),
@@ -100,7 +101,7 @@ def audit_record(
             actor=actor,
             action=action,
             object_type=object_type,
-            object_id=str(object_id),
+            object_id=object_id,
             details=stored_details,
             prev_hash=prev_hash,
         )
