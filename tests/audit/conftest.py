@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from django.db import connection
 
-from cdp.audit.testing import audit_log_clear_for_tests
-
-
-@pytest.fixture
-def audit_log_emptied_after(transactional_db: None) -> Iterator[None]:
-    """For transactional tests: empty the audit log before pytest-django flushes the tables.
-
-    Depends on `transactional_db`, so its teardown runs before the flush does.
-    """
-    yield
-    audit_log_clear_for_tests()
+from cdp.audit.testing import audit_log_emptied_before_flush  # noqa: F401
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from django.db import connection
 
 from cdp.audit.models import AuditEntry
@@ -14,7 +15,8 @@ WRITERS = 2
 ENTRIES_EACH = 50
 
 
-def test_concurrent_writers_leave_one_unbroken_chain(audit_log_emptied_after) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_leave_one_unbroken_chain() -> None:
     # Given two threads, each with its own database connection, released at the same moment
     start = threading.Barrier(WRITERS)
     errors: list[BaseException] = []
@@ -46,3 +48,11 @@ def test_concurrent_writers_leave_one_unbroken_chain(audit_log_emptied_after) ->
     for writer in range(WRITERS):
         ids = AuditEntry.objects.filter(actor=f"user:{writer}").values_list("object_id", flat=True)
         assert sorted(ids, key=int) == [str(n) for n in range(ENTRIES_EACH)]
+
+
+def test_a_transactional_test_that_wrote_entries_is_flushed_afterwards(transactional_db) -> None:
+    # The autouse fixture from cdp.audit.testing empties the log before pytest-django's flush,
+    # which the append-only guard would otherwise refuse; a teardown error would fail this test.
+    audit_record(actor="user:1", action="test.flush")
+
+    assert AuditEntry.objects.count() == 1
