@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_date
 
 from cdp.crypto import aead
 from cdp.crypto.errors import DecryptionError, EncryptionContextError, KeyDestroyedError
-from cdp.crypto.subject_keys import subject_key_get, subject_key_get_or_create
+from cdp.crypto.subject_keys import cached_key, subject_key_get, subject_key_get_or_create
 
 
 class Sealed:
@@ -118,16 +118,28 @@ class EncryptedField(models.Field):
         if value is None:
             return None
         plaintext = self.to_bytes(value)
-        subject, row = self._ids(instance)
-        key = subject_key_get_or_create(subject)
-        aad = key.aad_prefix(self.where) + (key.subject if row is subject else aead.id_bytes(row))
+        values = instance.__dict__
+        subject = values.get(self.subject_field)
+        row = values.get(self._pk_attname or self._set_pk_attname())
+        if subject is None or row is None:
+            self._ids(instance)  # raises the precise error
+        # Hot path (every value written): the cached key and associated-data prefix are read
+        # inline; the functions behind them run on a miss only.
+        key = cached_key(subject) or subject_key_get_or_create(subject)
+        prefix = key._prefixes.get(self.where) or key.aad_prefix(self.where)
+        aad = prefix + (key.subject if row is subject else aead.id_bytes(row))
         return Sealed(aead.seal(key.cipher, key.header, plaintext, aad))
 
     def open(self, instance: models.Model, sealed: Sealed) -> Any:
-        subject, row = self._ids(instance)
-        key = subject_key_get(subject)
+        values = instance.__dict__
+        subject = values.get(self.subject_field)
+        row = values.get(self._pk_attname or self._set_pk_attname())
+        if subject is None or row is None:
+            self._ids(instance)  # raises the precise error
+        key = cached_key(subject) or subject_key_get(subject)
         blob = sealed.blob
-        aad = key.aad_prefix(self.where) + (key.subject if row is subject else aead.id_bytes(row))
+        prefix = key._prefixes.get(self.where) or key.aad_prefix(self.where)
+        aad = prefix + (key.subject if row is subject else aead.id_bytes(row))
         try:
             data = aead.open_sealed(key.cipher, blob, aad)
         except (InvalidTag, ValueError):
@@ -151,7 +163,9 @@ class EncryptedField(models.Field):
     # --- Django hooks ------------------------------------------------------------------------
     def pre_save(self, model_instance: models.Model, add: bool) -> Sealed | None:
         value = model_instance.__dict__.get(self.attname)
-        if isinstance(value, Sealed):
+        if value is None:
+            return None
+        if value.__class__ is Sealed:
             return value  # read and never opened: the stored ciphertext is still right
         return self.seal(model_instance, value)
 

@@ -87,6 +87,16 @@ class _DataKeyCache:
 _cache = _DataKeyCache()
 
 
+def cached_key(subject_id: object) -> DataKey | None:
+    """The cached key of a subject given as a UUID, or None (then call subject_key_get*)."""
+    if subject_id.__class__ is not uuid.UUID:
+        return None
+    entry = _cache._entries.get(subject_id.int)  # type: ignore[attr-defined]
+    if entry is not None and entry[0] >= time.monotonic():
+        return entry[1]
+    return None
+
+
 def cache_clear() -> None:
     _cache.clear()
 
