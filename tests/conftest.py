@@ -194,3 +194,8 @@ def _delete_queue(app: Any, queue: str) -> None:
     control = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("control_folder")
     if control:  # the filesystem transport keeps one bindings file per exchange
         (Path(control) / f"{queue}.exchange").unlink(missing_ok=True)
+
+
+# The audit log refuses TRUNCATE while it holds rows; this autouse fixture empties it (test
+# databases only) before pytest-django flushes after transactional tests.
+from cdp.audit.testing import audit_log_emptied_before_flush  # noqa: E402, F401
