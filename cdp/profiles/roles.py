@@ -24,19 +24,34 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "audit.view_auditentry",
         "api.view_apitoken",
         "api.change_apitoken",
+        "consent.*",
     ],
     CONSENT_ADMIN: [
         "profiles.view_customer",
         "profiles.view_identity",
+        "consent.view_purpose",
+        "consent.add_purpose",
+        "consent.change_purpose",
+        "consent.view_purposeversion",
+        "consent.view_consentevent",
+        "consent.view_consentstate",
+        "consent.record_consent",
     ],
     COMPLIANCE_OFFICER: [
         "profiles.view_customer",
         "profiles.view_identity",
         "profiles.reveal_customer_pii",
         "audit.view_auditentry",
+        "consent.view_purpose",
+        "consent.view_purposeversion",
+        "consent.view_consentevent",
+        "consent.view_consentstate",
     ],
-    # Analysts see segments and personas (added with segmentation), never raw personal data.
-    ANALYST: [],
+    # Analysts see segments and personas (added with segmentation), never raw personal data;
+    # they may read consent states (who may be used for what), not change them.
+    ANALYST: [
+        "consent.view_consentstate",
+    ],
 }
 
 
