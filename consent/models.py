@@ -64,7 +64,9 @@ class Purpose(models.Model):
     legal_basis = models.CharField(
         max_length=32, choices=LegalBasis.choices, default=LegalBasis.CONSENT
     )
-    covers = ArrayField(models.CharField(max_length=32, choices=Coverage.choices), default=list)
+    covers = ArrayField(
+        models.CharField(max_length=32, choices=Coverage.choices), default=list, blank=True
+    )
     ccpa_default = models.CharField(
         max_length=8, choices=DefaultRule.choices, default=DefaultRule.OPT_OUT
     )

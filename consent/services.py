@@ -46,7 +46,7 @@ METHOD_GPC = "gpc"
 METHOD_OBJECTION = "objection"
 METHOD_EXPIRY = "expiry"
 METHOD_CATEGORY_PREFERENCES = "category_preferences"
-_METHOD_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+METHOD_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 # Client clocks run ahead a little; a decision further in the future than this is refused.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 HOOK_TASK_CHUNK = 500
@@ -197,7 +197,7 @@ def _refuse_personal_data(value: Any, path: str) -> None:
 def _validate(decision: ConsentDecision, now: dt.datetime, *, system: bool) -> None:
     if decision.channel not in Channel.values:
         raise InvalidDecision(f"unknown channel {decision.channel!r}", field="channel")
-    if not _METHOD_RE.match(decision.method or ""):
+    if not METHOD_RE.match(decision.method or ""):
         raise InvalidDecision(
             "method must be 1-64 letters, digits or . _ : -", field="collection_method"
         )

@@ -51,6 +51,7 @@ class Migration(migrations.Migration):
                 (
                     "covers",
                     django.contrib.postgres.fields.ArrayField(
+                        blank=True,
                         base_field=models.CharField(
                             choices=[
                                 ("analytics", "Analytics"),
