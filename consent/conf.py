@@ -8,6 +8,7 @@ hooks (plugins outside INSTALLED_APPS). `CDP_CONSENT_CONTROLLER`: the controller
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from typing import Any
@@ -64,3 +65,17 @@ def hook_modules() -> list[str]:
 
 def controller_name() -> str:
     return str(_setting("CDP_CONSENT_CONTROLLER") or "The data controller")
+
+
+GPC_LAST_UPDATE = "2026-11-23"
+
+
+def gpc_last_update() -> str:
+    """`CDP_GPC_LAST_UPDATE` (YYYY-MM-DD): when the GPC handling last changed."""
+    value = str(_setting("CDP_GPC_LAST_UPDATE") or GPC_LAST_UPDATE)
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CDP_GPC_LAST_UPDATE must be YYYY-MM-DD; got {value!r}"
+        ) from None

@@ -23,7 +23,9 @@ from django.db.models import Exists, FilteredRelation, Q, QuerySet
 from django.utils import timezone
 
 from cdp.profiles.jurisdiction import Jurisdiction
-from cdp.profiles.models import Customer, CustomerStatus
+from cdp.profiles.models import Customer, CustomerStatus, IdentityKind
+from cdp.profiles.selectors import customer_find_by_identifier
+from consent.errors import CustomerUnknown
 from consent.models import ConsentEvent, ConsentState, DefaultRule, Purpose
 
 
@@ -137,3 +139,29 @@ def consent_overview(*, customer: Customer, now: dt.datetime | None = None) -> l
 def consent_history(*, customer_id: uuid.UUID) -> QuerySet[ConsentEvent]:
     """The customer's ledger entries, newest first (works after erasure: ids only)."""
     return ConsentEvent.objects.filter(customer_id=customer_id).order_by("-seq")
+
+
+def consent_customer_resolve(
+    *,
+    customer_id: uuid.UUID | None = None,
+    user_id: str | None = None,
+    email: str | None = None,
+) -> Customer:
+    """The customer named by exactly one identifier (blind-index lookup); CustomerUnknown if none.
+
+    A merged customer resolves to the profile it was merged into.
+    """
+    customer: Customer | None = None
+    if customer_id is not None:
+        customer = Customer.objects.filter(pk=customer_id).first()
+    elif user_id:
+        customer = customer_find_by_identifier(IdentityKind.USER_ID, user_id)
+    elif email:
+        customer = customer_find_by_identifier(IdentityKind.EMAIL, email)
+    hops = 0
+    while customer is not None and customer.merged_into_id and hops < 5:
+        customer = Customer.objects.filter(pk=customer.merged_into_id).first()
+        hops += 1
+    if customer is None:
+        raise CustomerUnknown()
+    return customer

@@ -1,9 +1,10 @@
 """REST API routes under /api/v1/; each package adds its own endpoints here."""
 
-from django.urls import path
+from django.urls import include, path
 
 from cdp.api.views import WhoAmIView
 
 urlpatterns = [
     path("whoami", WhoAmIView.as_view(), name="api-whoami"),
+    path("", include("consent.api.urls")),
 ]
