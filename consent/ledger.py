@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from operator import attrgetter
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from cdp.audit.chain import GENESIS, ChainReport, advisory_lock, link_hash, verify_chain
 from consent.models import ConsentEvent
@@ -26,12 +28,17 @@ PROOF_LABEL = b"cdp-consent-proof"
 INSERT_CHUNK = 5_000
 
 
+@lru_cache(maxsize=8)
+def _derive(key: bytes, label: bytes) -> bytes:
+    return hmac.new(key, label, hashlib.sha256).digest()
+
+
 def ledger_key() -> bytes:
-    return hmac.new(settings.CDP_AUDIT_KEY, LEDGER_LABEL, hashlib.sha256).digest()
+    return _derive(settings.CDP_AUDIT_KEY, LEDGER_LABEL)
 
 
 def _proof_key() -> bytes:
-    return hmac.new(settings.CDP_AUDIT_KEY, PROOF_LABEL, hashlib.sha256).digest()
+    return _derive(settings.CDP_AUDIT_KEY, PROOF_LABEL)
 
 
 def proof_hash(kind: str, value: str | None) -> bytes | None:
@@ -67,8 +74,58 @@ def ledger_append(entries: Sequence[ConsentEvent]) -> list[ConsentEvent]:
             entry.seq = seq
             entry.prev_hash = prev_hash
             entry.hash = prev_hash = link_hash(key, prev_hash, entry.chain_payload())
-        ConsentEvent.objects.bulk_create(entries, batch_size=INSERT_CHUNK)
+        for start in range(0, len(entries), INSERT_CHUNK):
+            _insert(entries[start : start + INSERT_CHUNK])
     return list(entries)
+
+
+# (column, PostgreSQL array element type) in table order; one INSERT ... SELECT FROM unnest(...)
+# per chunk keeps the statement small and skips the ORM's per-value compilation.
+_COLUMNS = (
+    ("seq", "bigint"),
+    ("receipt_id", "uuid"),
+    ("customer_id", "uuid"),
+    ("purpose_code", "varchar"),
+    ("purpose_version", "integer"),
+    ("notice_hash", "varchar"),
+    ("granted", "boolean"),
+    ("at", "timestamptz"),
+    ("recorded_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("channel", "varchar"),
+    ("method", "varchar"),
+    ("jurisdiction", "varchar"),
+    ("ip_hash", "bytea"),
+    ("user_agent_hash", "bytea"),
+    ("actor", "varchar"),
+    ("proof", "jsonb"),
+    ("prev_hash", "bytea"),
+    ("hash", "bytea"),
+)
+_INSERT = """
+INSERT INTO consent_consentevent
+    (seq, receipt_id, customer_id, purpose_code, purpose_version, notice_hash, granted, at,
+     recorded_at, expires_at, channel, method, jurisdiction, ip_hash, user_agent_hash, actor,
+     proof, prev_hash, hash)
+SELECT * FROM unnest(
+    %s::bigint[], %s::uuid[], %s::uuid[], %s::varchar[], %s::integer[], %s::varchar[],
+    %s::boolean[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::varchar[],
+    %s::varchar[], %s::varchar[], %s::bytea[], %s::bytea[], %s::varchar[], %s::jsonb[],
+    %s::bytea[], %s::bytea[])
+"""
+
+
+def _insert(entries: Sequence[ConsentEvent]) -> None:
+    columns: list[list[object]] = []
+    for name, _ in _COLUMNS:
+        if name == "proof":
+            columns.append([json.dumps(e.proof) for e in entries])
+        else:
+            columns.append([getattr(e, name) for e in entries])
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, columns)
+    for entry in entries:
+        entry._state.adding = False
 
 
 def ledger_verify(

@@ -391,8 +391,10 @@ def _audit(events: Sequence[ConsentEvent], actor: str, *, each: bool) -> None:
         actor=actor,
         action="consent.record_batch",
         object_type="consent.consentevent",
-        object_id=f"{events[0].seq}-{events[-1].seq}",
+        # Numbers as JSON integers: a "1000-2000" string would read as a phone number.
         details={
+            "first_seq": events[0].seq,
+            "last_seq": events[-1].seq,
             "count": len(events),
             "granted": granted,
             "withdrawn": len(events) - granted,

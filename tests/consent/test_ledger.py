@@ -139,3 +139,17 @@ def test_ledger_still_verifies_after_the_customer_is_erased(three_entries):
     assert ConsentState.objects.filter(customer_id=customer_id).count() == 0
     assert ConsentEvent.objects.filter(customer_id=customer_id).count() == 3
     assert ledger_verify().ok
+
+
+def test_the_ledger_insert_writes_every_column_of_the_model():
+    import re
+
+    from consent.ledger import _COLUMNS, _INSERT
+
+    assert {name for name, _ in _COLUMNS} == {
+        field.column for field in ConsentEvent._meta.concrete_fields
+    }
+    listed = re.search(r"\(([^)]*)\)", _INSERT).group(1)
+    assert [c.strip() for c in listed.split(",")] == [name for name, _ in _COLUMNS]
+    casts = re.findall(r"%s::(\w+)\[\]", _INSERT)
+    assert casts == [kind for _, kind in _COLUMNS]

@@ -256,7 +256,14 @@ def test_batch_is_one_chain_one_state_per_pair_and_one_audit_entry(make_purpose,
     )
     assert states == {a.id: False, b.id: True}
     batch = AuditEntry.objects.get(action="consent.record_batch")
-    assert batch.details == {"count": 3, "granted": 2, "withdrawn": 1, "channels": ["import"]}
+    assert batch.details == {
+        "first_seq": 1,
+        "last_seq": 3,
+        "count": 3,
+        "granted": 2,
+        "withdrawn": 1,
+        "channels": ["import"],
+    }
 
 
 # --- GPC ---------------------------------------------------------------------------------------
