@@ -263,3 +263,33 @@ def test_csv_upload_reports_per_row_per_role(django_user_model, customer, role, 
         assert ConsentState.objects.get(customer=customer).granted is True
     else:
         assert ConsentEvent.objects.count() == 0
+
+
+def test_consent_admin_creates_a_purpose_at_version_one(django_user_model):
+    client = client_for(django_user_model, CONSENT_ADMIN)
+    response = client.post(
+        "/admin/consent/purpose/add/",
+        {
+            "code": "loyalty",
+            "title": "Loyalty programme",
+            "description": "",
+            "notice_text": "We track points for the loyalty programme.",
+            "legal_basis": "contract",
+            "covers": "analytics,personalization",
+            "ccpa_default": "opt_out",
+            "other_default": "opt_in",
+            "is_active": "on",
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    purpose = Purpose.objects.get(code="loyalty")
+    assert (purpose.version, purpose.covers, purpose.legal_basis) == (
+        1,
+        ["analytics", "personalization"],
+        "contract",
+    )
+    assert list(purpose.versions.values_list("version", "notice_text")) == [
+        (1, "We track points for the loyalty programme.")
+    ]

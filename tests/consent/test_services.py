@@ -438,3 +438,16 @@ def test_expire_consents_command_reports_the_count(make_purpose, customer_in, ca
     record(customer_in("gdpr"), "marketing", True, at=at, expires_at=at + dt.timedelta(hours=1))
     call_command("expire_consents")
     assert capsys.readouterr().out.strip() == "1 expired grants recorded"
+
+
+def test_restriction_runs_the_hook_for_every_purpose_after_commit(
+    customer_in, enqueued, django_capture_on_commit_callbacks
+):
+    from consent.models import Purpose
+    from consent.services import consent_customer_restricted
+
+    customer = customer_in("gdpr")
+    with django_capture_on_commit_callbacks(execute=True):
+        consent_customer_restricted(customer_id=customer.id)
+    codes = sorted(Purpose.objects.values_list("code", flat=True))
+    assert sorted(enqueued) == [(str(customer.id), code) for code in codes]
