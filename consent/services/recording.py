@@ -1,18 +1,15 @@
-"""Writes to consent: purposes, and every consent decision, through one append path.
-
-Every decision goes through `_record`: validate, take the ledger's lock, append to the ledger,
-update the state projection, write the audit entry, all in one transaction; withdrawals then
-enqueue the withdrawal hooks after commit. Single decisions (`consent_record`) and batches
+"""Every consent decision goes through `_record`: validate, take the ledger's lock, append to
+the ledger, update the state projection and write the audit entry in one transaction; withdrawals
+then enqueue the withdrawal hooks after commit. Single decisions (`consent_record`) and batches
 (`consent_record_many`, imports, expiry) share it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdp.audit.chain import advisory_lock, json_roundtrip
-from cdp.audit.services import SYSTEM, audit_record
+from cdp.audit.services import audit_record
 from cdp.logging import redact
 from cdp.profiles.models import Customer, CustomerStatus
 from consent.errors import (
@@ -35,9 +32,6 @@ from consent.models import (
     ConsentEvent,
     ConsentReason,
     ConsentState,
-    Coverage,
-    DefaultRule,
-    LegalBasis,
     Purpose,
     PurposeVersion,
 )
@@ -51,114 +45,6 @@ METHOD_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 CLOCK_SKEW = dt.timedelta(minutes=5)
 HOOK_TASK_CHUNK = 500
 _VERSIONED_FIELDS = ("title", "description", "notice_text")
-
-
-# --- purposes ----------------------------------------------------------------------------------
-
-
-def notice_hash(text: str) -> str:
-    """SHA-256 of the notice text (newlines normalised): anyone holding the text can check it."""
-    normalised = text.replace("\r\n", "\n").strip()
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
-
-
-def _clean_covers(covers: Iterable[str]) -> list[str]:
-    values = sorted(set(covers))
-    unknown = [c for c in values if c not in Coverage.values]
-    if unknown:
-        raise InvalidDecision(f"unknown coverage: {', '.join(unknown)}", field="covers")
-    return values
-
-
-def purpose_create(
-    *,
-    code: str,
-    title: str,
-    notice_text: str,
-    actor: str,
-    description: str = "",
-    legal_basis: str = LegalBasis.CONSENT,
-    covers: Iterable[str] = (),
-    ccpa_default: str = DefaultRule.OPT_OUT,
-    other_default: str = DefaultRule.OPT_IN,
-    is_active: bool = True,
-) -> Purpose:
-    """Create a purpose at version 1 and keep that version's wording."""
-    purpose = Purpose(
-        code=code,
-        title=title,
-        description=description,
-        notice_text=notice_text,
-        legal_basis=legal_basis,
-        covers=_clean_covers(covers),
-        ccpa_default=ccpa_default,
-        other_default=other_default,
-        is_active=is_active,
-        version=1,
-        notice_hash=notice_hash(notice_text),
-    )
-    purpose.full_clean()
-    with transaction.atomic():
-        purpose.save()
-        _purpose_version_save(purpose, actor)
-        audit_record(
-            actor=actor,
-            action="consent.purpose_create",
-            object_type="consent.purpose",
-            object_id=code,
-            details={"version": 1, "covers": purpose.covers},
-        )
-    return purpose
-
-
-def purpose_update(*, purpose: Purpose, actor: str, **changes: Any) -> Purpose:
-    """Change a purpose; a change to its wording (title, description, notice) is a new version.
-
-    Consents already given keep pointing at the version they were given to; new decisions get
-    the new version unless they name another.
-    """
-    allowed = {*_VERSIONED_FIELDS, "legal_basis", "covers", "ccpa_default", "other_default"}
-    allowed.add("is_active")
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise TypeError(f"purpose_update() got unexpected fields: {', '.join(unknown)}")
-    if "covers" in changes:
-        changes["covers"] = _clean_covers(changes["covers"])
-    with transaction.atomic():
-        current = Purpose.objects.select_for_update().get(pk=purpose.pk)
-        changed = sorted(k for k, v in changes.items() if getattr(current, k) != v)
-        for name in changed:
-            setattr(current, name, changes[name])
-        new_version = any(name in _VERSIONED_FIELDS for name in changed)
-        if new_version:
-            current.version += 1
-            current.notice_hash = notice_hash(current.notice_text)
-        current.full_clean()
-        current.save()
-        if new_version:
-            _purpose_version_save(current, actor)
-        if changed:
-            audit_record(
-                actor=actor,
-                action="consent.purpose_update",
-                object_type="consent.purpose",
-                object_id=current.code,
-                details={"fields": changed, "version": current.version},
-            )
-    return current
-
-
-def _purpose_version_save(purpose: Purpose, actor: str) -> None:
-    PurposeVersion.objects.create(
-        purpose=purpose,
-        version=purpose.version,
-        title=purpose.title,
-        description=purpose.description,
-        notice_text=purpose.notice_text,
-        notice_hash=purpose.notice_hash,
-        created_by=actor,
-    )
-
 
 # --- decisions ---------------------------------------------------------------------------------
 
@@ -486,220 +372,3 @@ def consent_record_many(*, decisions: Sequence[ConsentDecision], actor: str) -> 
     if not decisions:
         return []
     return _record(decisions, actor=actor, audit_each=False).events
-
-
-def _active_purposes_covering(coverage: str) -> list[str]:
-    return list(
-        Purpose.objects.filter(is_active=True, covers__contains=[coverage]).values_list(
-            "code", flat=True
-        )
-    )
-
-
-def consent_apply_gpc(
-    *,
-    customer: Customer,
-    actor: str,
-    ip: str | None = None,
-    user_agent: str | None = None,
-    via: str = "api",
-) -> list[ConsentEvent]:
-    """A `Sec-GPC: 1` signal: opt out of every purpose covering sale/sharing (method "gpc").
-
-    Idempotent: a purpose already withdrawn gets no new entry. The absence of the signal later is
-    never treated as an opt-in; only an explicit grant changes the state back.
-    """
-    decisions = [
-        ConsentDecision(
-            customer=customer,
-            purpose_code=code,
-            granted=False,
-            channel=Channel.GPC,
-            method=METHOD_GPC,
-            ip=ip,
-            user_agent=user_agent,
-            proof={"signal": "Sec-GPC: 1", "via": via},
-        )
-        for code in _active_purposes_covering(Coverage.SALE_SHARING)
-    ]
-    if not decisions:
-        return []
-    return _record(
-        decisions, actor=actor, keep=lambda d, s: s is None or s.granted, audit_each=True
-    ).events
-
-
-def consent_object(
-    *,
-    customer: Customer,
-    actor: str,
-    channel: str,
-    purpose_codes: Sequence[str] | None = None,
-    reason: str | None = None,
-) -> list[ConsentEvent]:
-    """An objection (GDPR Art. 21): a withdrawal recorded with method "objection".
-
-    Without `purpose_codes`, it covers every purpose that covers marketing (direct marketing and
-    the profiling for it, Art. 21(2)-(3)). The selector needs nothing else: an objection is a
-    withdrawn state until the customer grants again. Purposes already objected to are skipped.
-    """
-    codes = (
-        list(purpose_codes)
-        if purpose_codes is not None
-        else _active_purposes_covering(Coverage.MARKETING)
-    )
-    decisions = [
-        ConsentDecision(
-            customer=customer,
-            purpose_code=code,
-            granted=False,
-            channel=channel,
-            method=METHOD_OBJECTION,
-            reason=reason,
-        )
-        for code in codes
-    ]
-    if not decisions:
-        return []
-    return _record(
-        decisions,
-        actor=actor,
-        keep=lambda d, s: s is None or s.granted or s.method != METHOD_OBJECTION,
-        audit_each=True,
-    ).events
-
-
-@dataclass(frozen=True)
-class CategoryReport:
-    recorded: int
-    unchanged: int
-    ignored_categories: int
-    unknown_purposes: int
-
-
-def consent_apply_category_preferences(
-    *,
-    customer: Customer,
-    preferences: dict[str, Any],
-    message_id: str,
-    source: str,
-    actor: str,
-    at: dt.datetime | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
-) -> CategoryReport:
-    """Turn Segment's `context.consent.categoryPreferences` into ledger entries.
-
-    Categories map to purposes through `CDP_CONSENT_CATEGORY_MAP`; unknown categories and
-    non-boolean values are ignored and counted. When two categories map to one purpose with
-    different answers, the withdrawal wins. Only changes are recorded (every event repeats the
-    preferences), with the message id and source as proof.
-    """
-    from consent.conf import category_map
-
-    mapping = category_map()
-    wanted: dict[str, bool] = {}
-    categories: dict[str, list[str]] = {}
-    ignored = 0
-    for name, value in preferences.items():
-        codes = mapping.get(str(name).strip().lower())
-        if codes is None or not isinstance(value, bool):
-            ignored += 1
-            continue
-        for code in codes:
-            wanted[code] = wanted.get(code, True) and value
-            categories.setdefault(code, []).append(str(name))
-    known = set(
-        Purpose.objects.filter(code__in=wanted, is_active=True).values_list("code", flat=True)
-    )
-    reference = message_id if redact(message_id) == message_id else None
-    decisions = [
-        ConsentDecision(
-            customer=customer,
-            purpose_code=code,
-            granted=granted,
-            channel=Channel.EVENT,
-            method=METHOD_CATEGORY_PREFERENCES,
-            at=at,
-            ip=ip,
-            user_agent=user_agent,
-            proof={
-                "message_id": reference,
-                "message_id_hash": None if reference else proof_hash("msg", message_id).hex(),
-                "source": source,
-                "categories": sorted(categories[code]),
-            },
-        )
-        for code, granted in sorted(wanted.items())
-        if code in known
-    ]
-    events = (
-        _record(
-            decisions,
-            actor=actor,
-            keep=lambda d, s: s is None or s.granted != d.granted,
-            audit_each=True,
-        ).events
-        if decisions
-        else []
-    )
-    return CategoryReport(
-        recorded=len(events),
-        unchanged=len(decisions) - len(events),
-        ignored_categories=ignored,
-        unknown_purposes=len(wanted) - len(known),
-    )
-
-
-def consent_expire_due(*, now: dt.datetime | None = None, batch_size: int = 1_000) -> int:
-    """Write an expiry into the ledger for every grant whose `expires_at` has passed.
-
-    The selector already treats an expired grant as not given; this makes it a withdrawal on
-    record (channel and method "expiry", at the moment it expired) and runs the withdrawal hooks.
-    Safe to run concurrently (rows are claimed with SKIP LOCKED) and twice. Returns the count.
-    """
-    now = now or timezone.now()
-    total = 0
-    while True:
-        with transaction.atomic():
-            due = list(
-                ConsentState.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(granted=True, expires_at__lte=now)
-                .select_related("customer")
-                .only(
-                    "purpose_id",
-                    "purpose_version",
-                    "expires_at",
-                    "event_seq",
-                    "customer__id",
-                    "customer__status",
-                    "customer__jurisdiction",
-                )[:batch_size]
-            )
-            if not due:
-                return total
-            decisions = [
-                ConsentDecision(
-                    customer=state.customer,
-                    purpose_code=state.purpose_id,
-                    granted=False,
-                    channel=Channel.EXPIRY,
-                    method=METHOD_EXPIRY,
-                    at=state.expires_at,
-                    notice_version=state.purpose_version,
-                    proof={"expired_grant_seq": state.event_seq},
-                )
-                for state in due
-            ]
-            total += len(_record(decisions, actor=SYSTEM, system=True).events)
-
-
-def consent_customer_restricted(*, customer_id: uuid.UUID) -> None:
-    """Processing of a customer was restricted (or the customer erased or merged): after commit,
-    run the withdrawal hooks for every purpose, so derived data goes. Called by privacy.
-
-    The selector already refuses a restricted customer; this removes what was derived earlier.
-    """
-    pairs = [(customer_id, code) for code in Purpose.objects.values_list("code", flat=True)]
-    if pairs:
-        transaction.on_commit(lambda: withdrawal_hooks_enqueue(pairs))
