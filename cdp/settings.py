@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "cdp.audit",
     "cdp.profiles",
     "cdp.api",
+    "cdp.ingest",
     "consent",
     "segmentation",
 ]

@@ -13,4 +13,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("cdp.api.urls")),
+    # The Segment Tracking API (cdp.ingest): /v1/batch, /v1/track, ...
+    path("v1/", include("cdp.ingest.urls")),
 ]

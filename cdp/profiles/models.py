@@ -98,3 +98,41 @@ class Identity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.customer}"
+
+
+class MergeRule(models.TextChoices):
+    IDENTIFY = "identify", "Identify linked an anonymous or contact-only profile to a user id"
+    SHARED_IDENTIFIER = "shared_identifier", "Both profiles carried the same identifier"
+    ALIAS = "alias", "Explicit alias call"
+    MANUAL = "manual", "Merged by staff"
+
+
+class Merge(models.Model):
+    """`from_customer` went into `into_customer`: kept for the audit trail and for unmerge.
+
+    `moved_identities` are the Identity rows re-keyed to the survivor; `before` holds the
+    survivor's fields as they were before survivorship filled gaps from the merged profile
+    (encrypted under the survivor's key), so an unmerge restores both profiles exactly.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    from_customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_out")
+    into_customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_in")
+    rule = models.CharField(max_length=32, choices=MergeRule.choices)
+    actor = models.CharField(max_length=200)
+    moved_identities = models.JSONField(default=list, help_text="Ids of the identities moved.")
+    filled_fields = models.JSONField(
+        default=list, help_text="Survivor fields that took the merged profile's value."
+    )
+    before = EncryptedJSONField(subject_field="into_customer_id", null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    unmerged_at = models.DateTimeField(null=True, blank=True)
+    unmerged_by = models.CharField(max_length=200, blank=True)
+
+    objects = EncryptedQuerySet.as_manager()
+
+    class Meta:
+        permissions = [("unmerge_customer", "Can undo a merge of two customer profiles")]
+
+    def __str__(self) -> str:
+        return f"Merge {str(self.from_customer_id)[:8]} into {str(self.into_customer_id)[:8]}"

@@ -25,6 +25,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "api.view_apitoken",
         "api.change_apitoken",
         "consent.*",
+        "ingest.*",
     ],
     CONSENT_ADMIN: [
         "profiles.view_customer",
@@ -36,6 +37,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_consentevent",
         "consent.view_consentstate",
         "consent.record_consent",
+        # DESIGN.md: consent admins manage sources and imports.
+        "ingest.view_source",
+        "ingest.add_source",
+        "ingest.change_source",
+        "ingest.rotate_write_key",
+        "ingest.view_propertyclass",
+        "ingest.change_propertyclass",
     ],
     COMPLIANCE_OFFICER: [
         "profiles.view_customer",
@@ -46,6 +54,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_purposeversion",
         "consent.view_consentevent",
         "consent.view_consentstate",
+        "profiles.view_merge",
+        "profiles.unmerge_customer",
+        "ingest.view_source",
+        "ingest.view_propertyclass",
+        "ingest.view_suppression",
     ],
     # Analysts see segments and personas (added with segmentation), never raw personal data;
     # they may read consent states (who may be used for what), not change them.

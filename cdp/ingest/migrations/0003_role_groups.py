@@ -1,0 +1,13 @@
+from django.db import migrations
+
+from cdp.profiles.roles import sync_role_groups
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("ingest", "0002_property_classes"),
+        ("profiles", "0003_merge"),
+        ("profiles", "0002_role_groups"),
+    ]
+
+    operations = [migrations.RunPython(sync_role_groups, migrations.RunPython.noop)]

@@ -1,0 +1,201 @@
+"""Sources and their write keys, stored events, property classes and the suppression list.
+
+Write keys are stored only as SHA-256 hashes. An event keeps its analytics fields (type, name,
+times, amount, currency, product, non-personal properties) in plaintext and the whole original
+message encrypted under its customer's data key.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from cdp.crypto.fields import EncryptedJSONField
+from cdp.crypto.querysets import EncryptedQuerySet
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class SourceKind(models.TextChoices):
+    SERVER = "server", "Server-side SDK or partner system"
+    WEB = "web", "Website (analytics.js)"
+    MOBILE = "mobile", "Mobile app"
+    HTTP = "http", "HTTP API"
+    IMPORT = "import", "File import"
+
+
+class Source(models.Model):
+    """A partner system or channel that posts events with its own write key.
+
+    The limits default to what the real SDKs send (rudder builds batches and single messages up
+    to 4 MB): a rejected batch is not retried by the clients, so a default below that would
+    lose data. They can be lowered per source.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=SourceKind.choices, default=SourceKind.SERVER)
+    enabled = models.BooleanField(default=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    key_hash = models.BinaryField(max_length=32, unique=True, editable=False)
+    key_prefix = models.CharField(
+        max_length=12, editable=False, help_text="The first characters, to tell keys apart."
+    )
+    previous_key_hash = models.BinaryField(max_length=32, null=True, blank=True, editable=False)
+    previous_key_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    key_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    max_request_bytes = models.PositiveIntegerField(
+        default=4 * MIB, help_text="Largest decompressed request body accepted, in bytes."
+    )
+    max_message_bytes = models.PositiveIntegerField(
+        default=4 * MIB, help_text="Largest single message (as JSON), in bytes."
+    )
+    max_batch_messages = models.PositiveIntegerField(default=10_000)
+    max_depth = models.PositiveSmallIntegerField(
+        default=32, help_text="Deepest nesting of objects and lists inside one message."
+    )
+    max_event_age_days = models.PositiveIntegerField(
+        default=730, help_text="Events whose corrected time is older than this are rejected."
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Messages per minute; empty means no limit."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("rotate_write_key", "Can rotate or revoke a source's write key")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def usable(self) -> bool:
+        return self.enabled and self.revoked_at is None
+
+
+class SourceRateWindow(models.Model):
+    """Messages accepted by a source in the current one-minute window (one row per source)."""
+
+    source = models.OneToOneField(Source, on_delete=models.CASCADE, primary_key=True)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.count} messages since {self.window_start:%H:%M}"
+
+
+class EventType(models.TextChoices):
+    IDENTIFY = "identify"
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+    GROUP = "group"
+    ALIAS = "alias"
+
+
+class Event(models.Model):
+    """One accepted tracking message. (source, message_id) is unique: replays are duplicates."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    message_id = models.CharField(max_length=255)
+    customer = models.ForeignKey(
+        "profiles.Customer", on_delete=models.CASCADE, related_name="events"
+    )
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    name = models.CharField(max_length=255, blank=True, help_text="Track event or page name.")
+    timestamp = models.DateTimeField(help_text="Corrected for client clock skew.")
+    original_timestamp = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    clamped = models.BooleanField(
+        default=False, help_text="The corrected time was over a day ahead: set to receive time."
+    )
+    amount = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    product_id = models.CharField(max_length=255, blank=True)
+    properties = models.JSONField(
+        default=dict, blank=True, help_text="Only the keys classified non-personal."
+    )
+    payload = EncryptedJSONField(subject_field="customer_id")
+
+    objects = EncryptedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "message_id"], name="event_unique_message")
+        ]
+        indexes = [
+            models.Index(fields=["customer", "timestamp"]),
+            models.Index(fields=["type", "name", "timestamp"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name}".strip()
+
+
+class PropertyClassKind(models.TextChoices):
+    PERSONAL = "personal", "Personal: encrypted"
+    SENSITIVE = "sensitive", "Sensitive personal: encrypted, limited use"
+    NON_PERSONAL = "non_personal", "Non-personal: plaintext for analytics"
+
+
+class PropertyScope(models.TextChoices):
+    TRAITS = "traits", "Identify traits"
+    PROPERTIES = "properties", "Event properties"
+    BOTH = "both", "Both"
+
+
+class PropertyClass(models.Model):
+    """How a trait or property key is treated. Keys not listed here are personal (encrypted).
+
+    Keys are matched case- and separator-insensitively (`firstName` is `first_name`).
+    """
+
+    key = models.CharField(max_length=100)
+    scope = models.CharField(max_length=16, choices=PropertyScope.choices)
+    kind = models.CharField(max_length=16, choices=PropertyClassKind.choices)
+    description = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "property classes"
+        ordering = ["scope", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["key", "scope"], name="property_class_unique_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.scope}): {self.kind}"
+
+
+class Suppression(models.Model):
+    """An identifier whose events must be dropped (an erased subject), by blind index only.
+
+    Owned here until the privacy package (data-subject requests, erasure) takes it over; the
+    ingestion pipeline reads it through `cdp.ingest.selectors.suppressed_indexes`.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=16)
+    value_index = models.BinaryField(max_length=32)
+    reason = models.CharField(max_length=64, default="erasure")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value_index"], name="suppression_unique")
+        ]
+        indexes = [models.Index(fields=["value_index"])]
+
+    def __str__(self) -> str:
+        return f"suppressed {self.kind}"

@@ -1,0 +1,539 @@
+"""The ingestion pipeline for one request, set-based from end to end.
+
+validated messages -> per-message locks -> duplicates -> suppressed identities -> identity
+resolution for the whole batch -> new profiles, links, merges -> identify traits -> consent
+carried in the messages (and Sec-GPC) -> the analytics purpose -> encrypt -> one INSERT, all in
+one transaction -> after commit, the touched customer ids go to a Celery task.
+
+Counts reconcile: received = accepted + duplicate + rejected + suppressed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import connection, transaction
+
+from cdp.audit.services import actor_for_source, audit_record
+from cdp.crypto.blind_index import normalize_email
+from cdp.crypto.errors import NormalizationError
+from cdp.crypto.subject_keys import subject_keys_load
+from cdp.ingest.classification import Classes, classes, non_personal_properties
+from cdp.ingest.messages import Message, Rejection
+from cdp.ingest.models import Event, PropertyClassKind, Source
+from cdp.ingest.selectors import suppressed_indexes
+from cdp.profiles.jurisdiction import country_code, jurisdiction_for
+from cdp.profiles.models import Customer, CustomerStatus, IdentityKind
+from cdp.profiles.resolution import (
+    Claim,
+    blocked_values,
+    customers_create_many,
+    identifier,
+    merges_apply,
+    resolution_plan,
+)
+from cdp.profiles.services import identifier_index
+
+logger = logging.getLogger(__name__)
+
+ANALYTICS_PURPOSE = "analytics"
+TASK_CHUNK = 1_000
+# Advisory lock class for ingestion (the two-key form never collides with the one-key chain locks).
+_LOCK_CLASS = 0x1D6E
+_TRAIT_FIELDS = {
+    "firstname": "first_name",
+    "lastname": "last_name",
+    "birthday": "birth_date",
+    "birthdate": "birth_date",
+    "dateofbirth": "birth_date",
+    "address": "address",
+}
+_AMOUNT_KEYS = ("revenue", "total", "value", "price", "amount")
+_AMOUNT_LIMIT = Decimal("1e14")
+
+
+@dataclass
+class IngestResult:
+    received: int
+    accepted: int = 0
+    duplicate: int = 0
+    suppressed: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    clamped: list[int] = field(default_factory=list)
+    consent_errors: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "success": True,
+            "received": self.received,
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "rejected": len(self.rejected),
+            "suppressed": self.suppressed,
+            "errors": [r.as_dict() for r in sorted(self.rejected, key=lambda r: r.index)],
+            "clamped": sorted(self.clamped),
+        }
+
+
+def _lock_key(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "big", signed=True)
+
+
+def _lock(keys: set[int]) -> None:
+    """Transaction-scoped advisory locks, taken in sorted order (no deadlock between batches):
+    replays of a message, and batches sharing an identifier, run one after the other."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int4[]) AS k",
+            [_LOCK_CLASS, sorted(keys)],
+        )
+
+
+def _identity_claim(message: Message, blocked: dict[str, set[str]]) -> Claim:
+    idents = []
+    for kind, value in (
+        (IdentityKind.USER_ID, message.user_id),
+        (IdentityKind.ANONYMOUS_ID, message.anonymous_id),
+        (IdentityKind.EMAIL, message.traits.get("email")),
+        (IdentityKind.PHONE, message.traits.get("phone")),
+    ):
+        ident = identifier(kind, value, blocked)
+        if ident is not None:
+            idents.append(ident)
+    previous = []
+    if message.previous_id is not None:
+        previous = [
+            ident
+            for kind in (IdentityKind.USER_ID, IdentityKind.ANONYMOUS_ID)
+            if (ident := identifier(kind, message.previous_id, blocked)) is not None
+        ]
+    return Claim(message.index, idents, previous, country=_country(message.traits))
+
+
+def _country(traits: dict[str, Any]) -> str:
+    address = traits.get("address")
+    value = traits.get("country")
+    if isinstance(address, dict) and isinstance(address.get("country"), str):
+        value = address["country"]
+    return country_code(value) if isinstance(value, str) else ""
+
+
+def _profile_update(traits: dict[str, Any], table: Classes) -> dict[str, Any]:
+    """Identify traits as Customer fields: known personal fields to their encrypted columns,
+    other personal traits to the encrypted `traits`, non-personal ones to `attributes`."""
+    update: dict[str, Any] = {"traits": {}, "attributes": {}}
+    for key, value in traits.items():
+        normalized = key.replace("_", "").replace("-", "").lower()
+        if normalized == "email" and isinstance(value, str):
+            try:
+                update["email"], update["email_index"] = identifier_index(
+                    IdentityKind.EMAIL, normalize_email(value)
+                )
+                continue
+            except NormalizationError:
+                pass
+        elif normalized == "phone" and isinstance(value, str | int):
+            try:
+                update["phone"], update["phone_index"] = identifier_index(
+                    IdentityKind.PHONE, str(value)
+                )
+                continue
+            except NormalizationError:
+                pass
+        elif normalized in _TRAIT_FIELDS:
+            target = _TRAIT_FIELDS[normalized]
+            if target == "birth_date" and isinstance(value, str):
+                try:
+                    update[target] = dt.date.fromisoformat(value[:10])
+                    continue
+                except ValueError:
+                    pass
+            elif target == "address" and isinstance(value, dict):
+                update[target] = value
+                continue
+            elif target in ("first_name", "last_name") and isinstance(value, str):
+                update[target] = value
+                continue
+        if table.trait_kind(key) == PropertyClassKind.NON_PERSONAL:
+            update["attributes"][key] = value
+        else:
+            update["traits"][key] = value
+    country = _country(traits)
+    if country:
+        update["country"] = country
+    return update
+
+
+def _merge_update(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if key in ("traits", "attributes"):
+            into.setdefault(key, {}).update(value)
+        else:
+            into[key] = value
+
+
+def _apply_profile_updates(updates: dict[uuid.UUID, dict[str, Any]]) -> None:
+    """Latest identify wins per field; one UPDATE per changed stored profile (encrypted columns
+    cannot be bulk-updated: each value is sealed for its own row)."""
+    if not updates:
+        return
+    customers = Customer.objects.filter(id__in=list(updates)).prefetch_subject_keys()
+    for customer in customers:
+        update = updates[customer.id]
+        changed: list[str] = []
+        for name in ("traits", "attributes"):
+            extra = update.get(name) or {}
+            current = getattr(customer, name) or {}
+            if extra and any(current.get(k) != v for k, v in extra.items()):
+                setattr(customer, name, {**current, **extra})
+                changed.append(name)
+        for name, value in update.items():
+            if name in ("traits", "attributes"):
+                continue
+            if getattr(customer, name) != value:
+                setattr(customer, name, value)
+                changed.append(name)
+        if "country" in changed:
+            customer.jurisdiction = jurisdiction_for(customer.country)
+            changed.append("jurisdiction")
+        if changed:
+            customer.save(update_fields=[*changed, "updated_at"])
+
+
+def _initial_fields(update: dict[str, Any] | None) -> dict[str, Any]:
+    if not update:
+        return {}
+    values = {k: v for k, v in update.items() if k not in ("traits", "attributes")}
+    values["traits"] = update.get("traits") or None
+    values["attributes"] = update.get("attributes") or {}
+    return values
+
+
+def _apply_consent(
+    messages: Sequence[Message],
+    customer_of: dict[int, uuid.UUID],
+    *,
+    source: Source,
+    actor: str,
+    gpc: bool,
+    user_agent: str | None,
+    received_at: dt.datetime,
+) -> int:
+    """Record the consent carried in the messages (the last preferences per customer) and a
+    Sec-GPC opt-out, through the consent services. Only customers whose preferences differ
+    from their current state call the service, so a steady stream of events costs one query.
+    Returns the number of messages whose consent could not be recorded (reason logged)."""
+    from consent.conf import category_map
+    from consent.errors import ConsentError
+    from consent.models import ConsentState
+    from consent.services import consent_apply_category_preferences, consent_apply_gpc
+
+    latest: dict[uuid.UUID, Message] = {}
+    for message in messages:
+        consent = message.context.get("consent")
+        if isinstance(consent, dict) and isinstance(consent.get("categoryPreferences"), dict):
+            latest[customer_of[message.index]] = message
+    touched = set(customer_of.values())
+    if not latest and not gpc:
+        return 0
+    mapping = category_map()
+    states = {
+        (customer_id, code): granted
+        for customer_id, code, granted in ConsentState.objects.filter(
+            customer_id__in=list(latest) if not gpc else list(touched)
+        ).values_list("customer_id", "purpose_id", "granted")
+    }
+    customers = {
+        c.id: c
+        for c in Customer.objects.filter(id__in=list(latest) + (list(touched) if gpc else [])).only(
+            "id", "status", "jurisdiction"
+        )
+    }
+    errors = 0
+    for customer_id, message in latest.items():
+        preferences = message.context["consent"]["categoryPreferences"]
+        wanted: dict[str, bool] = {}
+        for name, value in preferences.items():
+            if isinstance(value, bool):
+                for code in mapping.get(str(name).strip().lower(), []):
+                    wanted[code] = wanted.get(code, True) and value
+        customer = customers.get(customer_id)
+        if customer is None or customer.status != CustomerStatus.ACTIVE:
+            continue
+        if all(states.get((customer_id, code)) == granted for code, granted in wanted.items()):
+            continue
+        ip = message.context.get("ip")
+        try:
+            consent_apply_category_preferences(
+                customer=customer,
+                preferences=preferences,
+                message_id=message.message_id,
+                source=str(source.id),
+                actor=actor,
+                at=min(message.timestamp, received_at),
+                ip=ip if isinstance(ip, str) else None,
+                user_agent=user_agent,
+            )
+        except ConsentError as exc:
+            errors += 1
+            logger.warning("consent from event not recorded: %s", type(exc).__name__)
+    if gpc:
+        for customer_id in touched:
+            customer = customers.get(customer_id)
+            if customer is None or customer.status != CustomerStatus.ACTIVE:
+                continue
+            try:
+                consent_apply_gpc(
+                    customer=customer, actor=actor, user_agent=user_agent, via="event"
+                )
+            except ConsentError as exc:
+                errors += 1
+                logger.warning("GPC opt-out not recorded: %s", type(exc).__name__)
+    return errors
+
+
+def _amount(properties: dict[str, Any]) -> Decimal | None:
+    for key in _AMOUNT_KEYS:
+        value = properties.get(key)
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                continue
+            if number.is_finite() and abs(number) < _AMOUNT_LIMIT:
+                return number.quantize(Decimal("0.0001"))
+    return None
+
+
+def _text(value: Any, limit: int) -> str:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return str(value)[:limit]
+    return ""
+
+
+class _Row:
+    """What the payload field needs to seal a value for its row: the subject and row ids."""
+
+    def __init__(self, customer_id: uuid.UUID, row_id: uuid.UUID) -> None:
+        self.customer_id = customer_id
+        self.id = row_id
+
+
+_INSERT = """
+INSERT INTO ingest_event (id, source_id, message_id, customer_id, type, name, "timestamp",
+    original_timestamp, sent_at, received_at, clamped, amount, currency, product_id, properties,
+    payload)
+SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::varchar[], %s::uuid[], %s::varchar[],
+    %s::varchar[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
+    %s::boolean[], %s::numeric[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::bytea[])
+ON CONFLICT (source_id, message_id) DO NOTHING
+RETURNING message_id
+"""
+
+
+def _insert_events(
+    messages: Sequence[Message],
+    customer_of: dict[int, uuid.UUID],
+    source: Source,
+    received_at: dt.datetime,
+    table: Classes,
+) -> set[str]:
+    """One INSERT for the batch; returns the message ids actually inserted (a conflict is a
+    duplicate that raced past the check)."""
+    if not messages:
+        return set()
+    payload_field = Event._meta.get_field("payload")
+    subject_keys_load(set(customer_of.values()))
+    columns: list[list[Any]] = [[] for _ in range(16)]
+    for message in messages:
+        row_id = uuid.uuid4()
+        customer_id = customer_of[message.index]
+        properties = message.properties
+        currency = properties.get("currency")
+        product = properties.get("product_id", properties.get("sku"))
+        sealed = payload_field.seal(_Row(customer_id, row_id), message.raw)
+        values = (
+            row_id,
+            source.id,
+            message.message_id,
+            customer_id,
+            message.type,
+            message.name,
+            message.timestamp,
+            message.original_timestamp,
+            message.sent_at,
+            received_at,
+            message.clamped,
+            _amount(properties),
+            currency.upper()[:3] if isinstance(currency, str) else "",
+            _text(product, 255),
+            json.dumps(non_personal_properties(properties, table), ensure_ascii=False),
+            sealed.blob,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, columns)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def events_ingest(
+    *,
+    source: Source,
+    messages: Sequence[Message],
+    rejections: Sequence[Rejection],
+    received_at: dt.datetime,
+    gpc: bool = False,
+    user_agent: str | None = None,
+) -> IngestResult:
+    """Store a request's valid messages; returns the counts the client gets back.
+
+    Everything is written in one transaction, so a 200 means every accepted message is
+    committed. Replays of a message (same source and messageId) change nothing, also when they
+    race: the message ids are locked before the duplicate check. The touched customer ids are
+    enqueued after commit, so the request never waits for the worker.
+    """
+    result = IngestResult(received=len(messages) + len(rejections), rejected=list(rejections))
+    actor = actor_for_source(source.id)
+    blocked = blocked_values()
+    table = classes()
+
+    seen: set[str] = set()
+    unique: list[Message] = []
+    for message in messages:
+        if message.message_id in seen:
+            result.duplicate += 1
+        else:
+            seen.add(message.message_id)
+            unique.append(message)
+
+    claims: dict[int, Claim] = {}
+    kept: list[Message] = []
+    for message in unique:
+        claim = _identity_claim(message, blocked)
+        if not claim.idents:
+            result.rejected.append(
+                Rejection(
+                    message.index,
+                    "blocked_identifier",
+                    "userId and anonymousId are placeholder values that identify nobody",
+                )
+            )
+            continue
+        claims[message.index] = claim
+        kept.append(message)
+
+    touched: set[uuid.UUID] = set()
+    with transaction.atomic():
+        source_bytes = source.id.bytes
+        lock_keys = {_lock_key(source_bytes + m.message_id.encode()) for m in kept}
+        lock_keys |= {_lock_key(i.index) for c in claims.values() for i in c.idents}
+        if lock_keys:
+            _lock(lock_keys)
+        existing = set(
+            Event.objects.filter(
+                source=source, message_id__in=[m.message_id for m in kept]
+            ).values_list("message_id", flat=True)
+        )
+        fresh = [m for m in kept if m.message_id not in existing]
+        result.duplicate += len(kept) - len(fresh)
+
+        suppressed = suppressed_indexes(
+            i.index for m in fresh for i in (*claims[m.index].idents, *claims[m.index].previous)
+        )
+        if suppressed:
+            live = [
+                m
+                for m in fresh
+                if not any(
+                    i.index in suppressed
+                    for i in (*claims[m.index].idents, *claims[m.index].previous)
+                )
+            ]
+            result.suppressed += len(fresh) - len(live)
+            fresh = live
+        if not fresh:
+            return result
+
+        plan = resolution_plan([claims[m.index] for m in fresh])
+        updates: dict[uuid.UUID, dict[str, Any]] = {}
+        for message in fresh:
+            if message.type == "identify" and message.traits:
+                _merge_update(
+                    updates.setdefault(plan.customer_of[message.index], {}),
+                    _profile_update(message.traits, table),
+                )
+        customers_create_many(
+            {
+                cid: {"country": country, **_initial_fields(updates.pop(cid, None))}
+                for cid, country in plan.new_customers.items()
+            },
+            plan.new_identities,
+        )
+        merges = merges_apply(plan.merges, actor=actor)
+        if merges:
+            from consent.services import consent_customer_restricted
+
+            for merge in merges:
+                consent_customer_restricted(customer_id=merge.from_customer_id)
+        customer_of = {
+            key: next((m.into_customer_id for m in merges if m.from_customer_id == cid), cid)
+            for key, cid in plan.customer_of.items()
+        }
+        _apply_profile_updates(updates)
+        result.consent_errors = _apply_consent(
+            fresh,
+            customer_of,
+            source=source,
+            actor=actor,
+            gpc=gpc,
+            user_agent=user_agent,
+            received_at=received_at,
+        )
+
+        from consent.selectors import customers_allowed_for
+
+        touched = set(customer_of.values())
+        allowed = set(
+            customers_allowed_for(
+                ANALYTICS_PURPOSE, Customer.objects.filter(id__in=list(touched))
+            ).values_list("id", flat=True)
+        )
+        storable = [m for m in fresh if customer_of[m.index] in allowed]
+        result.suppressed += len(fresh) - len(storable)
+        inserted = _insert_events(storable, customer_of, source, received_at, table)
+        result.accepted = len(inserted)
+        result.duplicate += len(storable) - len(inserted)
+        result.clamped = [m.index for m in storable if m.clamped and m.message_id in inserted]
+        if plan.new_customers or merges:
+            audit_record(
+                actor=actor,
+                action="ingest.profiles",
+                object_type="ingest.source",
+                object_id=str(source.id),
+                details={
+                    "customers_created": len(plan.new_customers),
+                    "identities_linked": len(plan.new_identities),
+                    "merges": [str(m.id) for m in merges],
+                    "links_refused": plan.refused_links,
+                    "merges_refused": plan.refused_merges,
+                },
+            )
+        ids = sorted(str(c) for c in touched)
+        transaction.on_commit(lambda: _enqueue_touched(ids), robust=True)
+    return result
+
+
+def _enqueue_touched(ids: list[str]) -> None:
+    from cdp.ingest.tasks import customers_touched
+
+    for start in range(0, len(ids), TASK_CHUNK):
+        customers_touched.delay(ids[start : start + TASK_CHUNK])

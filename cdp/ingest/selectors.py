@@ -1,0 +1,42 @@
+"""Reads for ingestion: which source a write key belongs to, and which identifiers are
+suppressed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Q
+from django.utils import timezone
+
+from cdp.ingest.keys import write_key_hash
+from cdp.ingest.models import Source, Suppression
+
+
+def source_for_write_key(key: str) -> Source | None:
+    """The source whose current key, or previous key within its grace period, is `key`.
+
+    One indexed query. Disabled and revoked sources are returned too: the caller answers 403
+    for them (a known but unusable key), 401 only for an unknown one.
+    """
+    digest = write_key_hash(key)
+    return (
+        Source.objects.filter(
+            Q(key_hash=digest)
+            | Q(previous_key_hash=digest, previous_key_valid_until__gt=timezone.now())
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def suppressed_indexes(indexes: Iterable[bytes]) -> set[bytes]:
+    """The blind indexes among `indexes` that are on the suppression list (one query)."""
+    wanted = list({bytes(i) for i in indexes})
+    if not wanted:
+        return set()
+    return {
+        bytes(v)
+        for v in Suppression.objects.filter(value_index__in=wanted).values_list(
+            "value_index", flat=True
+        )
+    }
