@@ -48,8 +48,10 @@ class Source(models.Model):
     previous_key_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
     key_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # rudder closes a batch once it reaches 4 MB, so the message that crossed the line (itself
+    # up to 4 MB) rides along: a real batch can reach 8 MB.
     max_request_bytes = models.PositiveIntegerField(
-        default=4 * MIB, help_text="Largest decompressed request body accepted, in bytes."
+        default=12 * MIB, help_text="Largest decompressed request body accepted, in bytes."
     )
     max_message_bytes = models.PositiveIntegerField(
         default=4 * MIB, help_text="Largest single message (as JSON), in bytes."

@@ -281,6 +281,9 @@ class _Planner:
             primary = candidates[0] if candidates else None
         if primary is None:
             primary = self.new_profile(claim.country)
+        if user is not None and self.owner(user) is None:
+            # The user id first, so that the merge checks below see it on the primary.
+            self.link(user, primary)
         for _, other in found:
             other = self.find(other)
             if other != self.find(primary):

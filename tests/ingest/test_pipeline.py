@@ -1,0 +1,180 @@
+"""The pipeline's decisions: duplicates, suppression, consent, identity resolution, merge
+protection and unmerge."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdp.ingest.models import Event, Suppression
+from cdp.profiles.models import Customer, CustomerStatus, Identity, Merge
+from cdp.profiles.resolution import customer_unmerge
+from cdp.profiles.services import identifier_index
+from consent.models import ConsentEvent, ConsentState
+from tests.ingest.conftest import message
+
+pytestmark = pytest.mark.django_db
+
+
+def owner(kind, value):
+    return Identity.objects.get(kind=kind, value_index=identifier_index(kind, value)[1]).customer
+
+
+def test_replayed_batch_counts_duplicates_and_changes_nothing(post):
+    batch = {"batch": [message(userId="u1"), message(userId="u1")]}
+    post("batch", batch)
+    customers = Customer.objects.count()
+
+    again = post("batch", batch).json()
+
+    assert (again["accepted"], again["duplicate"]) == (0, 2)
+    assert Event.objects.count() == 2
+    assert Customer.objects.count() == customers
+
+
+def test_same_message_id_twice_in_one_batch_is_one_event_and_one_duplicate(post):
+    msg = message()
+
+    body = post("batch", {"batch": [msg, msg]}).json()
+
+    assert (body["accepted"], body["duplicate"]) == (1, 1)
+
+
+def test_events_of_a_suppressed_identifier_are_dropped_and_counted(post):
+    Suppression.objects.create(kind="user_id", value_index=identifier_index("user_id", "gone")[1])
+
+    body = post("batch", {"batch": [message(userId="gone"), message(userId="here")]}).json()
+
+    assert (body["accepted"], body["suppressed"]) == (1, 1)
+    assert not Identity.objects.filter(value_index=identifier_index("user_id", "gone")[1])
+
+
+def test_without_analytics_consent_events_are_suppressed_but_consent_is_recorded(post):
+    msg = message(userId="u2", context={"consent": {"categoryPreferences": {"analytics": False}}})
+
+    body = post("batch", {"batch": [msg]}).json()
+
+    assert (body["accepted"], body["suppressed"]) == (0, 1)
+    customer = owner("user_id", "u2")
+    state = ConsentState.objects.get(customer=customer, purpose_id="analytics")
+    assert state.granted is False
+    assert ConsentEvent.objects.get(customer_id=customer.id).method == "category_preferences"
+
+
+def test_repeated_preferences_record_consent_once(post):
+    post("batch", {"batch": [message(userId="u3") for _ in range(3)]})
+    post("batch", {"batch": [message(userId="u3")]})
+
+    assert ConsentEvent.objects.filter(purpose_code="analytics").count() == 1
+
+
+def test_sec_gpc_opts_the_customer_out_of_sale_and_sharing(post):
+    post("batch", {"batch": [message(userId="u4")]}, headers={"Sec-GPC": "1"})
+
+    customer = owner("user_id", "u4")
+    assert ConsentState.objects.get(customer=customer, purpose_id="sale_sharing").granted is False
+
+
+def test_identify_links_anonymous_history_to_the_user(post):
+    post("batch", {"batch": [message(anonymousId="a5")]})
+    anonymous = owner("anonymous_id", "a5")
+
+    post(
+        "batch",
+        {
+            "batch": [
+                message(
+                    "identify", userId="u5", anonymousId="a5", traits={"email": "five@shop.example"}
+                )
+            ]
+        },
+    )
+
+    assert owner("user_id", "u5") == anonymous
+    assert owner("email", "five@shop.example") == anonymous
+    assert Event.objects.filter(customer=anonymous).count() == 2
+
+
+def test_two_profiles_with_different_user_ids_are_not_merged_by_a_shared_email(post):
+    post("batch", {"batch": [message("identify", userId="u6", traits={"email": "s@shop.example"})]})
+
+    post("batch", {"batch": [message("identify", userId="u7", traits={"email": "s@shop.example"})]})
+
+    assert owner("user_id", "u6") != owner("user_id", "u7")
+    assert owner("email", "s@shop.example") == owner("user_id", "u6")
+    assert Merge.objects.count() == 0
+
+
+def test_blocked_identifier_values_never_link_profiles(post):
+    post("batch", {"batch": [message("identify", userId="u8", traits={"email": "test@test.com"})]})
+    post("batch", {"batch": [message("identify", userId="u9", traits={"email": "test@test.com"})]})
+
+    assert not Identity.objects.filter(kind="email").exists()
+    assert owner("user_id", "u8") != owner("user_id", "u9")
+
+
+def test_alias_merges_profiles_and_unmerge_restores_both(post):
+    post(
+        "batch",
+        {
+            "batch": [
+                message(
+                    "identify", userId="old", traits={"plan": "basic", "email": "o@shop.example"}
+                )
+            ]
+        },
+    )
+    post("batch", {"batch": [message("identify", userId="new", traits={"plan": "gold"})]})
+    loser, survivor = owner("user_id", "old"), owner("user_id", "new")
+
+    body = post("batch", {"batch": [message("alias", userId="new", previousId="old")]}).json()
+
+    assert body["accepted"] == 1
+    merge = Merge.objects.get()
+    assert (merge.from_customer_id, merge.into_customer_id, merge.rule) == (
+        loser.id,
+        survivor.id,
+        "alias",
+    )
+    assert owner("user_id", "old") == survivor
+    survivor.refresh_from_db()
+    assert survivor.attributes == {"plan": "gold"}  # the survivor's own value wins
+    assert survivor.email == "o@shop.example"  # a gap filled from the merged profile
+    assert Customer.objects.get(pk=loser.pk).status == CustomerStatus.MERGED
+
+    customer_unmerge(merge=merge, actor="user:1")
+
+    assert owner("user_id", "old") == loser
+    assert owner("email", "o@shop.example") == loser
+    restored = Customer.objects.get(pk=loser.pk)
+    assert restored.status == CustomerStatus.ACTIVE and restored.merged_into_id is None
+    survivor = Customer.objects.get(pk=survivor.pk)
+    assert survivor.email is None
+    identity = Identity.objects.get(
+        kind="user_id", value_index=identifier_index("user_id", "old")[1]
+    )
+    assert identity.value == "old"  # re-encrypted under the restored profile's key, readable
+
+
+def test_new_traits_are_classified(post):
+    post(
+        "batch",
+        {
+            "batch": [
+                message(
+                    "identify",
+                    userId="u10",
+                    traits={
+                        "email": "ten@shop.example",
+                        "plan": "pro",
+                        "shoe_size": 44,
+                        "address": {"country": "DE"},
+                    },
+                )
+            ]
+        },
+    )
+
+    customer = owner("user_id", "u10")
+    assert customer.attributes == {"plan": "pro"}
+    assert customer.traits == {"shoe_size": 44}
+    assert (customer.country, customer.jurisdiction) == ("DE", "gdpr")
