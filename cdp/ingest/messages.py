@@ -100,8 +100,9 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_json(data: bytes) -> Any:
-    """Strict UTF-8 JSON; NaN, Infinity and numbers that overflow a double are refused."""
+def parse_json(data: bytes) -> tuple[Any, str]:
+    """Strict UTF-8 JSON (the value and the decoded text); NaN, Infinity and numbers that
+    overflow a double are refused."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -109,7 +110,7 @@ def parse_json(data: bytes) -> Any:
     if not text.strip():
         raise RequestError(400, "empty_body", "request body is empty")
     try:
-        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant), text
     except RecursionError:
         raise RequestError(400, "too_deep", "request body is nested too deeply") from None
     except ValueError as exc:
@@ -176,6 +177,43 @@ class Limits:
     max_message_bytes: int
     max_depth: int
     max_event_age: dt.timedelta
+    # Set by `body_screen`: False when the whole body proves every message passes a check, so
+    # the per-message work (a serialisation, a walk) is skipped on the hot path.
+    check_size: bool = True
+    check_depth: bool = True
+    check_characters: bool = True
+
+
+_ESCAPES = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def body_screen(text: str, limits: Limits) -> Limits:
+    """Which per-message checks the body as a whole already settles.
+
+    A message is not larger than the body (its compact re-serialisation grows only where a
+    float is spelled shorter than Python writes it: a margin of 3x is kept). Surrogates and
+    NUL can only come from `\\u` escapes in the text (strict UTF-8 decoding produces
+    neither). Counting every bracket, inside strings too, over-estimates the depth. So a body
+    under the message limit, without those escapes, or shallow enough, needs none of the
+    matching per-message checks.
+    """
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return Limits(
+        max_message_bytes=limits.max_message_bytes,
+        max_depth=limits.max_depth,
+        max_event_age=limits.max_event_age,
+        check_size=len(text) * 3 > limits.max_message_bytes,
+        # The body adds two levels around a message in a batch (the object, the list).
+        check_depth=deepest - 2 > limits.max_depth,
+        check_characters=_ESCAPES.search(text) is not None,
+    )
 
 
 def message_validate(
@@ -219,18 +257,22 @@ def _validate(
     if not isinstance(kind, str) or kind not in SEGMENT_TYPES:
         raise _Reject("unknown_type", "type must be one of " + ", ".join(SEGMENT_TYPES))
 
-    try:
-        text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise _Reject("invalid_utf8", "message holds an unpaired surrogate (not UTF-8)") from None
-    if size > limits.max_message_bytes:
-        raise _Reject(
-            "message_too_large", f"message is {size} bytes; the limit is {limits.max_message_bytes}"
-        )
-    if "\\u0000" in text and _NUL.search(text):
-        raise _Reject("invalid_character", "message holds a NUL character")
-    if depth_of(raw, limits.max_depth) > limits.max_depth:
+    if limits.check_size or limits.check_characters:
+        try:
+            text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _Reject(
+                "invalid_utf8", "message holds an unpaired surrogate (not UTF-8)"
+            ) from None
+        if size > limits.max_message_bytes:
+            raise _Reject(
+                "message_too_large",
+                f"message is {size} bytes; the limit is {limits.max_message_bytes}",
+            )
+        if "\\u0000" in text and _NUL.search(text):
+            raise _Reject("invalid_character", "message holds a NUL character")
+    if limits.check_depth and depth_of(raw, limits.max_depth) > limits.max_depth:
         raise _Reject("too_deep", f"message is nested deeper than {limits.max_depth} levels")
 
     message_id = raw.get("messageId")

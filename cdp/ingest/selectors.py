@@ -34,9 +34,12 @@ def suppressed_indexes(indexes: Iterable[bytes]) -> set[bytes]:
     wanted = list({bytes(i) for i in indexes})
     if not wanted:
         return set()
-    return {
-        bytes(v)
-        for v in Suppression.objects.filter(value_index__in=wanted).values_list(
-            "value_index", flat=True
+    from cdp.profiles.resolution import raw_cursor
+
+    with raw_cursor() as cursor:
+        cursor.execute(
+            f"SELECT value_index FROM {Suppression._meta.db_table} "  # noqa: S608 (constant)
+            "WHERE value_index = ANY(%b::bytea[])",
+            [wanted],
         )
-    }
+        return {bytes(row[0]) for row in cursor}

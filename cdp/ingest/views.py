@@ -33,6 +33,7 @@ from cdp.ingest.messages import (
     Rejection,
     RequestError,
     batch_messages,
+    body_screen,
     decompress,
     message_validate,
     parse_json,
@@ -139,7 +140,7 @@ class TrackingView(APIView):
         data = decompress(
             raw, django_request.META.get("HTTP_CONTENT_ENCODING", ""), HARD_MAX_BODY_BYTES
         )
-        body = parse_json(data)
+        body, text = parse_json(data)
         source = _authenticate(django_request, body)
         if len(data) > source.max_request_bytes:
             raise RequestError(
@@ -165,6 +166,7 @@ class TrackingView(APIView):
             max_depth=source.max_depth,
             max_event_age=dt.timedelta(days=source.max_event_age_days),
         )
+        limits = body_screen(text, limits)
         messages: list[Message] = []
         rejections: list[Rejection] = []
         for index, item in enumerate(items):
