@@ -17,11 +17,13 @@ from django.utils.html import format_html
 from cdp.audit.services import actor_for
 from cdp.crypto.errors import DecryptionError
 from cdp.crypto.masking import mask_email, mask_phone, mask_text
-from cdp.profiles.models import Customer, Identity, IdentityKind
+from cdp.profiles.models import Customer, Identity, IdentityKind, Merge
+from cdp.profiles.resolution import customer_unmerge
 from cdp.profiles.selectors import customers_matching_search
 from cdp.profiles.services import customer_reveal
 
 REVEAL_PERMISSION = "profiles.reveal_customer_pii"
+UNMERGE_PERMISSION = "profiles.unmerge_customer"
 
 
 def _masked(obj: Any, attribute: str, mask: Any) -> str:
@@ -169,3 +171,53 @@ class CustomerAdmin(admin.ModelAdmin):
                 messages.error(request, "The data key is destroyed or the data is damaged.")
                 return redirect(reverse("admin:profiles_customer_change", args=[customer.pk]))
         return TemplateResponse(request, "admin/profiles/customer/reveal.html", context)
+
+
+@admin.register(Merge)
+class MergeAdmin(admin.ModelAdmin):
+    """Merges are read-only records; the one change allowed is undoing one (audited)."""
+
+    list_display = ("id", "from_short", "into_short", "rule", "created_at", "unmerged_at")
+    list_filter = ("rule", "unmerged_at")
+    fields = (
+        "id",
+        "from_customer",
+        "into_customer",
+        "rule",
+        "actor",
+        "moved_identities",
+        "filled_fields",
+        "created_at",
+        "unmerged_at",
+        "unmerged_by",
+    )
+    readonly_fields = fields
+    actions = ["unmerge"]
+
+    @admin.display(description="merged profile")
+    def from_short(self, obj: Merge) -> str:
+        return str(obj.from_customer_id)[:8]
+
+    @admin.display(description="into")
+    def into_short(self, obj: Merge) -> str:
+        return str(obj.into_customer_id)[:8]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_unmerge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(UNMERGE_PERMISSION)
+
+    @admin.action(description="Undo the merge (restores both profiles)", permissions=["unmerge"])
+    def unmerge(self, request: HttpRequest, queryset: QuerySet[Merge]) -> None:
+        done = 0
+        for merge in queryset.filter(unmerged_at__isnull=True):
+            customer_unmerge(merge=merge, actor=actor_for(request.user))
+            done += 1
+        self.message_user(request, f"{done} merge(s) undone.", messages.SUCCESS)

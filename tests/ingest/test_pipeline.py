@@ -178,3 +178,31 @@ def test_new_traits_are_classified(post):
     assert customer.attributes == {"plan": "pro"}
     assert customer.traits == {"shoe_size": 44}
     assert (customer.country, customer.jurisdiction) == ("DE", "gdpr")
+
+
+def test_unmerge_from_the_admin_needs_the_permission_and_restores_the_profile(client, post):
+    from django.contrib.auth.models import Group, User
+
+    from cdp.profiles.roles import ANALYST, COMPLIANCE_OFFICER
+
+    post("batch", {"batch": [message("identify", userId="p1")]})
+    post("batch", {"batch": [message("identify", userId="p2")]})
+    post("batch", {"batch": [message("alias", userId="p2", previousId="p1")]})
+    merge = Merge.objects.get()
+    analyst = User.objects.create_user("analyst", password="x" * 16, is_staff=True)
+    analyst.groups.add(Group.objects.get(name=ANALYST))
+    officer = User.objects.create_user("officer", password="x" * 16, is_staff=True)
+    officer.groups.add(Group.objects.get(name=COMPLIANCE_OFFICER))
+    url = "/admin/profiles/merge/"
+    data = {"action": "unmerge", "_selected_action": [str(merge.pk)]}
+
+    client.force_login(analyst)
+    assert client.post(url, data).status_code == 403
+    client.force_login(officer)
+    response = client.post(url, data)
+
+    assert response.status_code == 302
+    merge.refresh_from_db()
+    assert merge.unmerged_at is not None and merge.unmerged_by == f"user:{officer.pk}"
+    assert Customer.objects.get(pk=merge.from_customer_id).status == CustomerStatus.ACTIVE
+    assert owner("user_id", "p1").id == merge.from_customer_id
