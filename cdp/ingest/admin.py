@@ -11,12 +11,17 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest
 
 from cdp.audit.services import actor_for
 from cdp.ingest.classification import classes_forget
 from cdp.ingest.models import Event, PropertyClass, Source, Suppression
-from cdp.ingest.services import source_create, source_revoke, source_rotate_key
+from cdp.ingest.services import (
+    LIMIT_FIELDS,
+    source_create,
+    source_revoke,
+    source_rotate_key,
+)
 
 ROTATE_PERMISSION = "ingest.rotate_write_key"
 
@@ -67,13 +72,15 @@ class SourceAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        issued = source_create(name=obj.name, kind=obj.kind, actor=actor_for(request.user))
-        # Copy the created row (and its id) back to the form's object, then apply the limits.
-        obj.pk = issued.source.pk
-        obj.key_hash = issued.source.key_hash
-        obj.key_prefix = issued.source.key_prefix
-        obj.created_at = issued.source.created_at
-        obj.save()
+        issued = source_create(
+            name=obj.name,
+            kind=obj.kind,
+            actor=actor_for(request.user),
+            **{name: getattr(obj, name) for name in LIMIT_FIELDS},
+        )
+        # The form's object becomes the stored row, so the admin redirects to it.
+        obj.__dict__.update(issued.source.__dict__)
+        obj._state.adding = False
         _show_key_once(request, obj, issued.write_key)
 
     @admin.action(description="Rotate the write key (old key valid 24 h)", permissions=["rotate"])
@@ -155,6 +162,3 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    def response_post_save_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
-        return HttpResponseRedirect(request.path)

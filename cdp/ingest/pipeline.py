@@ -32,7 +32,7 @@ from cdp.ingest.messages import Message, Rejection
 from cdp.ingest.models import Event, PropertyClassKind, Source
 from cdp.ingest.selectors import suppressed_indexes
 from cdp.profiles.jurisdiction import country_code, jurisdiction_for
-from cdp.profiles.models import Customer, CustomerStatus, IdentityKind
+from cdp.profiles.models import Customer, CustomerStatus, IdentityKind, Merge
 from cdp.profiles.resolution import (
     Claim,
     Ident,
@@ -309,6 +309,44 @@ def _apply_consent(
     return errors
 
 
+def _merges_respect_consent(merges: Sequence[Merge], *, actor: str) -> None:
+    """A withdrawal on either side of a merge holds for the merged profile: the survivor gets
+    a withdrawal for every purpose the merged profile had withdrawn and it had not; and the
+    withdrawal hooks run for the merged profile, so what was derived from it goes."""
+    from consent.models import Channel, ConsentState
+    from consent.services import ConsentDecision, consent_customer_restricted, consent_record_many
+
+    pairs = {m.from_customer_id: m for m in merges}
+    survivors = {m.into_customer_id for m in merges}
+    states = ConsentState.objects.filter(customer_id__in=[*pairs, *survivors]).values_list(
+        "customer_id", "purpose_id", "granted"
+    )
+    held = {(customer_id, code): granted for customer_id, code, granted in states}
+    customers = {
+        c.id: c
+        for c in Customer.objects.filter(id__in=survivors).only("id", "status", "jurisdiction")
+    }
+    decisions = [
+        ConsentDecision(
+            customer=customers[merge.into_customer_id],
+            purpose_code=code,
+            granted=False,
+            channel=Channel.EVENT,
+            method="merge",
+            proof={"merge": str(merge.id)},
+        )
+        for (customer_id, code), granted in sorted(held.items(), key=str)
+        if (merge := pairs.get(customer_id)) is not None
+        and not granted
+        and held.get((merge.into_customer_id, code)) is not False
+        and merge.into_customer_id in customers
+    ]
+    if decisions:
+        consent_record_many(decisions=decisions, actor=actor)
+    for merge in merges:
+        consent_customer_restricted(customer_id=merge.from_customer_id)
+
+
 def _amount(properties: dict[str, Any]) -> Decimal | None:
     for key in _AMOUNT_KEYS:
         value = properties.get(key)
@@ -500,10 +538,7 @@ def events_ingest(
         )
         merges = merges_apply(plan.merges, actor=actor)
         if merges:
-            from consent.services import consent_customer_restricted
-
-            for merge in merges:
-                consent_customer_restricted(customer_id=merge.from_customer_id)
+            _merges_respect_consent(merges, actor=actor)
         customer_of = {
             key: next((m.into_customer_id for m in merges if m.from_customer_id == cid), cid)
             for key, cid in plan.customer_of.items()

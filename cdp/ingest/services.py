@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -25,8 +26,25 @@ class IssuedKey:
     write_key: str  # shown once; only its hash is stored
 
 
-def source_create(*, name: str, actor: str, kind: str = SourceKind.SERVER) -> IssuedKey:
-    """Create an enabled source with a fresh write key (returned once)."""
+LIMIT_FIELDS = (
+    "enabled",
+    "max_request_bytes",
+    "max_message_bytes",
+    "max_batch_messages",
+    "max_depth",
+    "max_event_age_days",
+    "rate_limit_per_minute",
+)
+
+
+def source_create(
+    *, name: str, actor: str, kind: str = SourceKind.SERVER, **limits: Any
+) -> IssuedKey:
+    """Create a source with a fresh write key (returned once); `limits` override the defaults
+    (any of LIMIT_FIELDS)."""
+    unknown = set(limits) - set(LIMIT_FIELDS)
+    if unknown:
+        raise TypeError(f"source_create() got unknown settings: {sorted(unknown)}")
     key = write_key_new()
     with transaction.atomic():
         source = Source(
@@ -34,6 +52,7 @@ def source_create(*, name: str, actor: str, kind: str = SourceKind.SERVER) -> Is
             kind=kind,
             key_hash=write_key_hash(key),
             key_prefix=key[:KEY_PREFIX_SHOWN],
+            **limits,
         )
         source.full_clean(exclude=["key_hash"])
         source.save(force_insert=True)

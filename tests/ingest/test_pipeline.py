@@ -206,3 +206,17 @@ def test_unmerge_from_the_admin_needs_the_permission_and_restores_the_profile(cl
     assert merge.unmerged_at is not None and merge.unmerged_by == f"user:{officer.pk}"
     assert Customer.objects.get(pk=merge.from_customer_id).status == CustomerStatus.ACTIVE
     assert owner("user_id", "p1").id == merge.from_customer_id
+
+
+def test_a_withdrawal_on_the_merged_profile_holds_after_the_merge(post):
+    no = {"consent": {"categoryPreferences": {"analytics": True, "marketing": False}}}
+    yes = {"consent": {"categoryPreferences": {"analytics": True, "marketing": True}}}
+    post("batch", {"batch": [message("identify", userId="m1", context=no)]})
+    post("batch", {"batch": [message("identify", userId="m2", context=yes)]})
+    survivor = owner("user_id", "m2")
+
+    post("batch", {"batch": [message("alias", userId="m2", previousId="m1", context={})]})
+
+    state = ConsentState.objects.get(customer=survivor, purpose_id="marketing")
+    assert (state.granted, state.method) == (False, "merge")
+    assert ConsentState.objects.get(customer=survivor, purpose_id="analytics").granted is True

@@ -12,8 +12,15 @@ from tests.ingest.conftest import basic
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("ledger_emptied")]
 
-PATHS = ["/v1/batch", "/v1/identify", "/v1/track", "/v1/page", "/v1/screen", "/v1/group",
-         "/v1/alias"]
+PATHS = [
+    "/v1/batch",
+    "/v1/identify",
+    "/v1/track",
+    "/v1/page",
+    "/v1/screen",
+    "/v1/group",
+    "/v1/alias",
+]
 
 
 @pytest.fixture
@@ -35,9 +42,7 @@ def test_schema_documents_every_tracking_endpoint_with_an_example(schema_file):
 
 
 def test_schemathesis_finds_no_server_error(live_server, source, schema_file):
-    schema = schemathesis.openapi.from_path(str(schema_file)).include(
-        path_regex=r"^/v1/"
-    )
+    schema = schemathesis.openapi.from_path(str(schema_file)).include(path_regex=r"^/v1/")
     failures: list[str] = []
     statuses: list[int] = []
     headers = {"Authorization": basic(source.write_key)}
@@ -45,8 +50,9 @@ def test_schemathesis_finds_no_server_error(live_server, source, schema_file):
     for operation in schema.get_all_operations():
         op = operation.ok()
 
-        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)
+        @settings(
+            max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         @schemathesis_given(op)
         def run(case):
             response = case.call(base_url=live_server.url, headers=headers)
