@@ -179,6 +179,22 @@ def worker_rss(master: int) -> dict[int, tuple[int, int]]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def postgres_pids() -> list[int]:
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
 def post_all(url: str, key: str, batches: list[bytes], latencies: list[float]) -> int:
     import requests
 
@@ -328,7 +344,10 @@ def main() -> None:
             warm.append(json.dumps({"batch": messages, "sentAt": now}).encode())
         post_all(url, key, warm, [])
         rss_start = worker_rss(server.pid)
+        workers, pg = list(rss_start), postgres_pids()
+        cpu_before = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
         accepted, elapsed, latencies = run_clients(url, key, users)
+        cpu_after = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
         rss_end = worker_rss(server.pid)
         project = accepted / elapsed
         raw = max(raw_copy(max(accepted, 10_000)) for _ in range(3))
@@ -339,6 +358,11 @@ def main() -> None:
             f"ingest: {accepted:,} events in {elapsed:.1f}s from {CLIENTS} clients, "
             f"{len(latencies)} batches of {BATCH}; latency per batch p50 {p50:.0f} ms, "
             f"p95 {p95:.0f} ms"
+        )
+        used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+        print(
+            f"cpu over {elapsed:.1f}s on {os.cpu_count()} cores: workers {used[0]:.1f}s, "
+            f"postgres {used[1]:.1f}s, clients {used[2]:.1f}s"
         )
         for pid in sorted(rss_end):
             start = rss_start.get(pid, (0, 0))

@@ -185,7 +185,7 @@ class Limits:
 
 
 _ESCAPES = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
-_BRACKETS = re.compile(r"[\[\]{}]")
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 def body_screen(text: str, limits: Limits) -> Limits:
@@ -198,20 +198,24 @@ def body_screen(text: str, limits: Limits) -> Limits:
     under the message limit, without those escapes, or shallow enough, needs none of the
     matching per-message checks.
     """
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(text):
-        if match.group() in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
+    # Peel empty pairs off the brackets alone, one nesting level per round (C-speed string
+    # operations); brackets inside strings may leave some unpaired, and then the per-message
+    # walk decides.
+    brackets = _NOT_BRACKETS.sub("", text)
+    rounds = 0
+    while brackets and rounds <= limits.max_depth + 2:
+        peeled = brackets.replace("[]", "").replace("{}", "")
+        if peeled == brackets:
+            break
+        brackets, rounds = peeled, rounds + 1
+    shallow = not brackets and rounds <= limits.max_depth + 2
     return Limits(
         max_message_bytes=limits.max_message_bytes,
         max_depth=limits.max_depth,
         max_event_age=limits.max_event_age,
         check_size=len(text) * 3 > limits.max_message_bytes,
         # The body adds two levels around a message in a batch (the object, the list).
-        check_depth=deepest - 2 > limits.max_depth,
+        check_depth=not shallow,
         check_characters=_ESCAPES.search(text) is not None,
     )
 

@@ -48,8 +48,11 @@ logger = logging.getLogger(__name__)
 
 ANALYTICS_PURPOSE = "analytics"
 TASK_CHUNK = 1_000
-# Advisory lock class for ingestion (the two-key form never collides with the one-key chain locks).
-_LOCK_CLASS = 0x1D6E
+# Advisory lock classes for ingestion (the two-key form never collides with the one-key chain
+# locks). Message ids are locked first, identities second, each set in sorted order, in two
+# classes so that the two phases cannot wait on each other: no deadlock between batches.
+_MESSAGE_LOCKS = 0x1D6E
+_IDENTITY_LOCKS = 0x1D6F
 _TRAIT_FIELDS = {
     "firstname": "first_name",
     "lastname": "last_name",
@@ -89,13 +92,12 @@ def _lock_key(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "big", signed=True)
 
 
-def _lock(keys: set[int]) -> None:
-    """Transaction-scoped advisory locks, taken in sorted order (no deadlock between batches):
-    replays of a message, and batches sharing an identifier, run one after the other."""
+def _lock(lock_class: int, keys: set[int]) -> None:
+    """Transaction-scoped advisory locks, taken in sorted order (no deadlock between batches)."""
     with raw_cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(%b, k)) FROM unnest(%b::int4[]) AS k",
-            [_LOCK_CLASS, sorted(keys)],
+            [lock_class, sorted(keys)],
         )
 
 
@@ -190,7 +192,9 @@ def _apply_profile_updates(updates: dict[uuid.UUID, dict[str, Any]]) -> None:
     cannot be bulk-updated: each value is sealed for its own row)."""
     if not updates:
         return
-    customers = Customer.objects.filter(id__in=list(updates)).prefetch_subject_keys()
+    customers = (
+        Customer.objects.filter(id__in=list(updates)).order_by("id").prefetch_subject_keys()
+    )  # in id order: two batches updating the same profiles lock them in the same order
     for customer in customers:
         update = updates[customer.id]
         changed: list[str] = []
@@ -490,10 +494,8 @@ def events_ingest(
     touched: set[uuid.UUID] = set()
     with transaction.atomic():
         source_bytes = source.id.bytes
-        lock_keys = {_lock_key(source_bytes + m.message_id.encode()) for m in kept}
-        lock_keys |= {_lock_key(i.index) for c in claims.values() for i in c.idents}
-        if lock_keys:
-            _lock(lock_keys)
+        # Replays of a message run one after the other, so the second sees the first's row.
+        _lock(_MESSAGE_LOCKS, {_lock_key(source_bytes + m.message_id.encode()) for m in kept})
         with raw_cursor() as cursor:
             cursor.execute(
                 "SELECT message_id FROM ingest_event WHERE source_id = %b "
@@ -521,7 +523,17 @@ def events_ingest(
         if not fresh:
             return result
 
-        plan = resolution_plan([claims[m.index] for m in fresh])
+        fresh_claims = [claims[m.index] for m in fresh]
+        plan = resolution_plan(fresh_claims)
+        if plan.new_identities or plan.merges:
+            # Only batches that create identities or merge profiles serialise, on exactly the
+            # identifiers and profiles involved; then the plan is made again under the locks,
+            # from what a racing batch may have committed meanwhile. Batches of known customers
+            # (the steady state) take no identity lock at all.
+            keys = {_lock_key(ident.index) for ident, _ in plan.new_identities}
+            keys |= {_lock_key(cid.bytes) for m in plan.merges for cid in (m.loser, m.survivor)}
+            _lock(_IDENTITY_LOCKS, keys)
+            plan = resolution_plan(fresh_claims)
         updates: dict[uuid.UUID, dict[str, Any]] = {}
         for message in fresh:
             if message.type == "identify" and message.traits:
