@@ -307,9 +307,11 @@ class _Planner:
 
 _LOOKUP = """
 WITH owners AS (
-    SELECT i.value_index, i.customer_id, c.status, c.merged_into_id
-    FROM profiles_identity i JOIN profiles_customer c ON c.id = i.customer_id
-    WHERE i.value_index = ANY(%b::bytea[])
+    SELECT DISTINCT i.value_index, i.customer_id, c.status, c.merged_into_id
+    FROM unnest(%b::varchar[], %b::bytea[]) AS w(kind, value_index)
+    JOIN profiles_identity i
+        ON i.kind = w.kind AND i.namespace = '' AND i.value_index = w.value_index
+    JOIN profiles_customer c ON c.id = i.customer_id
 ), found AS (
     SELECT DISTINCT coalesce(
         CASE WHEN status = 'merged' THEN merged_into_id END, customer_id) AS customer_id
@@ -339,15 +341,17 @@ def raw_cursor() -> Any:
 
 def resolution_plan(claims: Sequence[Claim]) -> Plan:
     """Decide, for every claim, its profile: one query, whatever the batch size."""
-    indexes = {ident.index for c in claims for ident in (*c.idents, *c.previous)}
+    # (kind, index) pairs, so the lookup uses the unique (kind, namespace, value_index) index.
+    wanted = {(ident.kind, ident.index) for c in claims for ident in (*c.idents, *c.previous)}
     owners: dict[bytes, uuid.UUID] = {}
     profiles: dict[uuid.UUID, _Profile] = {}
-    if indexes:
+    if wanted:
         # One statement for owners, kind counts and user ids of every profile found; raw SQL
         # with server-side binding, because client-side quoting of a thousand bytea values
         # costs more than the query.
         with raw_cursor() as cursor:
-            cursor.execute(_LOOKUP, [list(indexes)])
+            kinds, indexes = zip(*wanted, strict=True)
+            cursor.execute(_LOOKUP, [list(kinds), list(indexes)])
             rows = cursor.fetchall()
         for index, cid, status, into, kind, count, user_ids in rows:
             if status == CustomerStatus.MERGED and into is not None:
