@@ -213,6 +213,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300, minimum=1)
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic jobs (`celery -A cdp beat`); each package declares its own entries.
+from consent.schedules import BEAT_SCHEDULE as _CONSENT_BEAT  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = {**_CONSENT_BEAT}
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

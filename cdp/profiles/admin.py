@@ -134,7 +134,12 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.display(description="personal data")
     def reveal_link(self, obj: Customer) -> str:
         url = reverse("admin:profiles_customer_reveal", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Reveal (audited)</a>', url)
+        consent_url = reverse("admin:consent_customer", args=[obj.pk])
+        return format_html(
+            '<a class="button" href="{}">Reveal (audited)</a> <a href="{}">Consent history</a>',
+            url,
+            consent_url,
+        )
 
     def get_urls(self) -> list[Any]:
         return [
