@@ -293,6 +293,8 @@ def raw_copy(count: int) -> float:
 
 
 def main() -> None:
+    # A SIGTERM (timeout, Ctrl-C from a supervisor) still stops gunicorn and drops the database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     key = setup()
     port = free_port()
     env = {

@@ -238,11 +238,17 @@ def _apply_consent(
 ) -> int:
     """Record the consent carried in the messages (the last preferences per customer) and a
     Sec-GPC opt-out, through the consent services. Only customers whose preferences differ
-    from their current state call the service, so a steady stream of events costs one query.
-    Returns the number of messages whose consent could not be recorded (reason logged)."""
+    from their current state are recorded, so a steady stream of events costs one query; the
+    changes of a whole batch go through `consent_record_many` (one ledger append, one audit
+    entry), falling back to `consent_apply_category_preferences` per customer if the batch is
+    refused. Returns the number of messages whose consent could not be recorded."""
     from consent.conf import category_map
     from consent.errors import ConsentError
-    from consent.services import consent_apply_category_preferences, consent_apply_gpc
+    from consent.services import (
+        consent_apply_category_preferences,
+        consent_apply_gpc,
+        consent_record_many,
+    )
 
     latest: dict[uuid.UUID, Message] = {}
     for message in messages:
@@ -278,16 +284,34 @@ def _apply_consent(
         ).only("id", "status", "jurisdiction")
     }
     errors = 0
-    for customer_id, message in changed.items():
-        preferences = message.context["consent"]["categoryPreferences"]
-        customer = customers.get(customer_id)
-        if customer is None or customer.status != CustomerStatus.ACTIVE:
-            continue
+    active = {
+        cid: message
+        for cid, message in changed.items()
+        if (c := customers.get(cid)) is not None and c.status == CustomerStatus.ACTIVE
+    }
+    decisions = _preference_decisions(
+        active,
+        customers,
+        states,
+        mapping,
+        source=source,
+        received_at=received_at,
+        user_agent=user_agent,
+    )
+    try:
+        if decisions:
+            with transaction.atomic():
+                consent_record_many(decisions=decisions, actor=actor)
+        active = {}
+    except ConsentError as exc:
+        # One bad decision fails the batch: record customer by customer instead.
+        logger.warning("batch consent from events refused (%s); per customer", type(exc).__name__)
+    for customer_id, message in active.items():
         ip = message.context.get("ip")
         try:
             consent_apply_category_preferences(
-                customer=customer,
-                preferences=preferences,
+                customer=customers[customer_id],
+                preferences=message.context["consent"]["categoryPreferences"],
                 message_id=message.message_id,
                 source=str(source.id),
                 actor=actor,
@@ -311,6 +335,67 @@ def _apply_consent(
                 errors += 1
                 logger.warning("GPC opt-out not recorded: %s", type(exc).__name__)
     return errors
+
+
+def _preference_decisions(
+    latest: dict[uuid.UUID, Message],
+    customers: dict[uuid.UUID, Customer],
+    states: dict[tuple[uuid.UUID, str], bool],
+    mapping: dict[str, list[str]],
+    *,
+    source: Source,
+    received_at: dt.datetime,
+    user_agent: str | None,
+) -> list[Any]:
+    """The ledger entries `consent_apply_category_preferences` would write, for many customers
+    at once: the same mapping (a withdrawal wins when two categories name one purpose), method,
+    channel and proof, and only the purposes whose state changes.
+
+    Kept in step with that service; it belongs there as a batch variant (consent package).
+    """
+    from cdp.logging import redact
+    from consent.ledger import proof_hash
+    from consent.models import Channel, Purpose
+    from consent.services import METHOD_CATEGORY_PREFERENCES, ConsentDecision
+
+    known = set(Purpose.objects.filter(is_active=True).values_list("code", flat=True))
+    decisions = []
+    for customer_id, message in latest.items():
+        wanted: dict[str, bool] = {}
+        categories: dict[str, list[str]] = {}
+        for name, value in message.context["consent"]["categoryPreferences"].items():
+            codes = mapping.get(str(name).strip().lower())
+            if codes is None or not isinstance(value, bool):
+                continue
+            for code in codes:
+                wanted[code] = wanted.get(code, True) and value
+                categories.setdefault(code, []).append(str(name))
+        reference = message.message_id if redact(message.message_id) == message.message_id else None
+        ip = message.context.get("ip")
+        for code, granted in sorted(wanted.items()):
+            if code not in known or states.get((customer_id, code)) == granted:
+                continue
+            decisions.append(
+                ConsentDecision(
+                    customer=customers[customer_id],
+                    purpose_code=code,
+                    granted=granted,
+                    channel=Channel.EVENT,
+                    method=METHOD_CATEGORY_PREFERENCES,
+                    at=min(message.timestamp, received_at),
+                    ip=ip if isinstance(ip, str) else None,
+                    user_agent=user_agent,
+                    proof={
+                        "message_id": reference,
+                        "message_id_hash": None
+                        if reference
+                        else proof_hash("msg", message.message_id).hex(),
+                        "source": str(source.id),
+                        "categories": sorted(categories[code]),
+                    },
+                )
+            )
+    return decisions
 
 
 def _merges_respect_consent(merges: Sequence[Merge], *, actor: str) -> None:
