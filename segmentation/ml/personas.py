@@ -16,8 +16,8 @@ days since the first. Rules, first match wins:
     frequency low or monetary low                     -> "Low-value occasional"
     otherwise                                         -> "Steady regulars"
 
-A role not given counts as "mid". Two clusters with the same label get " 2", " 3"... in order of
-size (largest first), so labels are unique within a run.
+A role not given, or naming no feature, counts as "mid". Two clusters with the same label get
+" 2", " 3"... in order of size (largest first), so labels are unique within a run.
 
 RFM scores are quintiles of the rank (ties broken by input order, as pandas'
 `qcut(s.rank(method="first"), 5)`): F and M score 1 (lowest) to 5 (highest), R is reversed so the
@@ -166,7 +166,7 @@ def personas(
             ("monetary", roles.monetary),
             ("tenure", roles.tenure),
         )
-        if name is not None
+        if name is not None and name in names
     }
     population = {name: _median(X[:, j]) for j, name in enumerate(names)}
     clusters = [int(c) for c in np.unique(labels) if c != NOISE]
