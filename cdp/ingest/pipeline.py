@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import os
 import time
 import uuid
@@ -28,14 +27,20 @@ from django.db.models.expressions import RawSQL
 from cdp.audit.services import actor_for_source, audit_record
 from cdp.crypto.subject_keys import subject_keys_load
 from cdp.ingest.classification import Classes, classes, non_personal_properties
+from cdp.ingest.consent_context import consent_from_messages, merges_respect_consent
 from cdp.ingest.messages import Message, Rejection
-from cdp.ingest.models import Event, PropertyClassKind, Source
+from cdp.ingest.models import Event, Source
 from cdp.ingest.selectors import suppressed_indexes
-from cdp.profiles.jurisdiction import country_code, jurisdiction_for
-from cdp.profiles.models import Customer, CustomerStatus, IdentityKind, Merge
+from cdp.ingest.traits import (
+    profile_initial_fields,
+    profile_update,
+    profile_update_merge,
+    profile_updates_apply,
+    trait_country,
+)
+from cdp.profiles.models import Customer, IdentityKind
 from cdp.profiles.resolution import (
     Claim,
-    Ident,
     blocked_values,
     customers_create_many,
     identifier,
@@ -44,8 +49,6 @@ from cdp.profiles.resolution import (
     resolution_plan,
 )
 
-logger = logging.getLogger(__name__)
-
 ANALYTICS_PURPOSE = "analytics"
 TASK_CHUNK = 1_000
 # Advisory lock classes for ingestion (the two-key form never collides with the one-key chain
@@ -53,14 +56,6 @@ TASK_CHUNK = 1_000
 # classes so that the two phases cannot wait on each other: no deadlock between batches.
 _MESSAGE_LOCKS = 0x1D6E
 _IDENTITY_LOCKS = 0x1D6F
-_TRAIT_FIELDS = {
-    "firstname": "first_name",
-    "lastname": "last_name",
-    "birthday": "birth_date",
-    "birthdate": "birth_date",
-    "dateofbirth": "birth_date",
-    "address": "address",
-}
 _AMOUNT_KEYS = ("revenue", "total", "value", "price", "amount")
 _AMOUNT_LIMIT = Decimal("1e14")
 
@@ -119,321 +114,7 @@ def _identity_claim(message: Message, blocked: dict[str, set[str]]) -> Claim:
             for kind in (IdentityKind.USER_ID, IdentityKind.ANONYMOUS_ID)
             if (ident := identifier(kind, message.previous_id, blocked)) is not None
         ]
-    return Claim(message.index, idents, previous, country=_country(message.traits))
-
-
-def _country(traits: dict[str, Any]) -> str:
-    address = traits.get("address")
-    value = traits.get("country")
-    if isinstance(address, dict) and isinstance(address.get("country"), str):
-        value = address["country"]
-    return country_code(value) if isinstance(value, str) else ""
-
-
-def _profile_update(traits: dict[str, Any], table: Classes, claim: Claim) -> dict[str, Any]:
-    """Identify traits as Customer fields: known personal fields to their encrypted columns,
-    other personal traits to the encrypted `traits`, non-personal ones to `attributes`.
-
-    E-mail and phone reuse the claim's normalised values and indexes (phone parsing is the
-    dearest step of an identify)."""
-    update: dict[str, Any] = {"traits": {}, "attributes": {}}
-    parsed = {ident.kind: ident for ident in claim.idents}
-    for key, value in traits.items():
-        normalized = key.replace("_", "").replace("-", "").lower()
-        if normalized == "email" and key == "email":
-            ident = parsed.get(IdentityKind.EMAIL) or _blocked_ident(IdentityKind.EMAIL, value)
-            if ident is not None:
-                update["email"], update["email_index"] = ident.normalized, ident.index
-                continue
-        elif normalized == "phone" and key == "phone":
-            ident = parsed.get(IdentityKind.PHONE) or _blocked_ident(IdentityKind.PHONE, value)
-            if ident is not None:
-                update["phone"], update["phone_index"] = ident.normalized, ident.index
-                continue
-        elif normalized in _TRAIT_FIELDS:
-            target = _TRAIT_FIELDS[normalized]
-            if target == "birth_date" and isinstance(value, str):
-                try:
-                    update[target] = dt.date.fromisoformat(value[:10])
-                    continue
-                except ValueError:
-                    pass
-            elif target == "address" and isinstance(value, dict):
-                update[target] = value
-                continue
-            elif target in ("first_name", "last_name") and isinstance(value, str):
-                update[target] = value
-                continue
-        if table.trait_kind(key) == PropertyClassKind.NON_PERSONAL:
-            update["attributes"][key] = value
-        else:
-            update["traits"][key] = value
-    country = _country(traits)
-    if country:
-        update["country"] = country
-    return update
-
-
-def _blocked_ident(kind: str, value: Any) -> Ident | None:
-    """A placeholder e-mail or phone still goes to the profile's field (it links nothing)."""
-    return identifier(kind, value, {})
-
-
-def _merge_update(into: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if key in ("traits", "attributes"):
-            into.setdefault(key, {}).update(value)
-        else:
-            into[key] = value
-
-
-def _apply_profile_updates(updates: dict[uuid.UUID, dict[str, Any]]) -> None:
-    """Latest identify wins per field; one UPDATE per changed stored profile (encrypted columns
-    cannot be bulk-updated: each value is sealed for its own row)."""
-    if not updates:
-        return
-    customers = (
-        Customer.objects.filter(id__in=list(updates)).order_by("id").prefetch_subject_keys()
-    )  # in id order: two batches updating the same profiles lock them in the same order
-    for customer in customers:
-        update = updates[customer.id]
-        changed: list[str] = []
-        for name in ("traits", "attributes"):
-            extra = update.get(name) or {}
-            current = getattr(customer, name) or {}
-            if extra and any(current.get(k) != v for k, v in extra.items()):
-                setattr(customer, name, {**current, **extra})
-                changed.append(name)
-        for name, value in update.items():
-            if name in ("traits", "attributes"):
-                continue
-            if getattr(customer, name) != value:
-                setattr(customer, name, value)
-                changed.append(name)
-        if "country" in changed:
-            customer.jurisdiction = jurisdiction_for(customer.country)
-            changed.append("jurisdiction")
-        if changed:
-            customer.save(update_fields=[*changed, "updated_at"])
-
-
-def _initial_fields(update: dict[str, Any] | None) -> dict[str, Any]:
-    if not update:
-        return {}
-    values = {k: v for k, v in update.items() if k not in ("traits", "attributes")}
-    values["traits"] = update.get("traits") or None
-    values["attributes"] = update.get("attributes") or {}
-    return values
-
-
-def _apply_consent(
-    messages: Sequence[Message],
-    customer_of: dict[int, uuid.UUID],
-    *,
-    source: Source,
-    actor: str,
-    gpc: bool,
-    user_agent: str | None,
-    received_at: dt.datetime,
-) -> int:
-    """Record the consent carried in the messages (the last preferences per customer) and a
-    Sec-GPC opt-out, through the consent services. Only customers whose preferences differ
-    from their current state are recorded, so a steady stream of events costs one query; the
-    changes of a whole batch go through `consent_record_many` (one ledger append, one audit
-    entry), falling back to `consent_apply_category_preferences` per customer if the batch is
-    refused. Returns the number of messages whose consent could not be recorded."""
-    from consent.conf import category_map
-    from consent.errors import ConsentError
-    from consent.services import (
-        consent_apply_category_preferences,
-        consent_apply_gpc,
-        consent_record_many,
-    )
-
-    latest: dict[uuid.UUID, Message] = {}
-    for message in messages:
-        consent = message.context.get("consent")
-        if isinstance(consent, dict) and isinstance(consent.get("categoryPreferences"), dict):
-            latest[customer_of[message.index]] = message
-    touched = set(customer_of.values())
-    if not latest and not gpc:
-        return 0
-    mapping = category_map()
-    with raw_cursor() as cursor:
-        cursor.execute(
-            "SELECT customer_id, purpose_code, granted FROM consent_consentstate "
-            "WHERE customer_id = ANY(%b::uuid[])",
-            [list(touched if gpc else latest)],
-        )
-        states = {(customer_id, code): granted for customer_id, code, granted in cursor}
-    changed: dict[uuid.UUID, Message] = {}
-    for customer_id, message in latest.items():
-        wanted: dict[str, bool] = {}
-        for name, value in message.context["consent"]["categoryPreferences"].items():
-            if isinstance(value, bool):
-                for code in mapping.get(str(name).strip().lower(), []):
-                    wanted[code] = wanted.get(code, True) and value
-        if any(states.get((customer_id, code)) != granted for code, granted in wanted.items()):
-            changed[customer_id] = message
-    if not changed and not gpc:
-        return 0
-    customers = {
-        c.id: c
-        for c in Customer.objects.filter(
-            id__in=list(changed) + (list(touched) if gpc else [])
-        ).only("id", "status", "jurisdiction")
-    }
-    errors = 0
-    active = {
-        cid: message
-        for cid, message in changed.items()
-        if (c := customers.get(cid)) is not None and c.status == CustomerStatus.ACTIVE
-    }
-    decisions = _preference_decisions(
-        active,
-        customers,
-        states,
-        mapping,
-        source=source,
-        received_at=received_at,
-        user_agent=user_agent,
-    )
-    try:
-        if decisions:
-            with transaction.atomic():
-                consent_record_many(decisions=decisions, actor=actor)
-        active = {}
-    except ConsentError as exc:
-        # One bad decision fails the batch: record customer by customer instead.
-        logger.warning("batch consent from events refused (%s); per customer", type(exc).__name__)
-    for customer_id, message in active.items():
-        ip = message.context.get("ip")
-        try:
-            consent_apply_category_preferences(
-                customer=customers[customer_id],
-                preferences=message.context["consent"]["categoryPreferences"],
-                message_id=message.message_id,
-                source=str(source.id),
-                actor=actor,
-                at=min(message.timestamp, received_at),
-                ip=ip if isinstance(ip, str) else None,
-                user_agent=user_agent,
-            )
-        except ConsentError as exc:
-            errors += 1
-            logger.warning("consent from event not recorded: %s", type(exc).__name__)
-    if gpc:
-        for customer_id in touched:
-            customer = customers.get(customer_id)
-            if customer is None or customer.status != CustomerStatus.ACTIVE:
-                continue
-            try:
-                consent_apply_gpc(
-                    customer=customer, actor=actor, user_agent=user_agent, via="event"
-                )
-            except ConsentError as exc:
-                errors += 1
-                logger.warning("GPC opt-out not recorded: %s", type(exc).__name__)
-    return errors
-
-
-def _preference_decisions(
-    latest: dict[uuid.UUID, Message],
-    customers: dict[uuid.UUID, Customer],
-    states: dict[tuple[uuid.UUID, str], bool],
-    mapping: dict[str, list[str]],
-    *,
-    source: Source,
-    received_at: dt.datetime,
-    user_agent: str | None,
-) -> list[Any]:
-    """The ledger entries `consent_apply_category_preferences` would write, for many customers
-    at once: the same mapping (a withdrawal wins when two categories name one purpose), method,
-    channel and proof, and only the purposes whose state changes.
-
-    Kept in step with that service; it belongs there as a batch variant (consent package).
-    """
-    from cdp.logging import redact
-    from consent.ledger import proof_hash
-    from consent.models import Channel, Purpose
-    from consent.services import METHOD_CATEGORY_PREFERENCES, ConsentDecision
-
-    known = set(Purpose.objects.filter(is_active=True).values_list("code", flat=True))
-    decisions = []
-    for customer_id, message in latest.items():
-        wanted: dict[str, bool] = {}
-        categories: dict[str, list[str]] = {}
-        for name, value in message.context["consent"]["categoryPreferences"].items():
-            codes = mapping.get(str(name).strip().lower())
-            if codes is None or not isinstance(value, bool):
-                continue
-            for code in codes:
-                wanted[code] = wanted.get(code, True) and value
-                categories.setdefault(code, []).append(str(name))
-        reference = message.message_id if redact(message.message_id) == message.message_id else None
-        ip = message.context.get("ip")
-        for code, granted in sorted(wanted.items()):
-            if code not in known or states.get((customer_id, code)) == granted:
-                continue
-            decisions.append(
-                ConsentDecision(
-                    customer=customers[customer_id],
-                    purpose_code=code,
-                    granted=granted,
-                    channel=Channel.EVENT,
-                    method=METHOD_CATEGORY_PREFERENCES,
-                    at=min(message.timestamp, received_at),
-                    ip=ip if isinstance(ip, str) else None,
-                    user_agent=user_agent,
-                    proof={
-                        "message_id": reference,
-                        "message_id_hash": None
-                        if reference
-                        else proof_hash("msg", message.message_id).hex(),
-                        "source": str(source.id),
-                        "categories": sorted(categories[code]),
-                    },
-                )
-            )
-    return decisions
-
-
-def _merges_respect_consent(merges: Sequence[Merge], *, actor: str) -> None:
-    """A withdrawal on either side of a merge holds for the merged profile: the survivor gets
-    a withdrawal for every purpose the merged profile had withdrawn and it had not; and the
-    withdrawal hooks run for the merged profile, so what was derived from it goes."""
-    from consent.models import Channel, ConsentState
-    from consent.services import ConsentDecision, consent_customer_restricted, consent_record_many
-
-    pairs = {m.from_customer_id: m for m in merges}
-    survivors = {m.into_customer_id for m in merges}
-    states = ConsentState.objects.filter(customer_id__in=[*pairs, *survivors]).values_list(
-        "customer_id", "purpose_id", "granted"
-    )
-    held = {(customer_id, code): granted for customer_id, code, granted in states}
-    customers = {
-        c.id: c
-        for c in Customer.objects.filter(id__in=survivors).only("id", "status", "jurisdiction")
-    }
-    decisions = [
-        ConsentDecision(
-            customer=customers[merge.into_customer_id],
-            purpose_code=code,
-            granted=False,
-            channel=Channel.EVENT,
-            method="merge",
-            proof={"merge": str(merge.id)},
-        )
-        for (customer_id, code), granted in sorted(held.items(), key=str)
-        if (merge := pairs.get(customer_id)) is not None
-        and not granted
-        and held.get((merge.into_customer_id, code)) is not False
-        and merge.into_customer_id in customers
-    ]
-    if decisions:
-        consent_record_many(decisions=decisions, actor=actor)
-    for merge in merges:
-        consent_customer_restricted(customer_id=merge.from_customer_id)
+    return Claim(message.index, idents, previous, country=trait_country(message.traits))
 
 
 def _amount(properties: dict[str, Any]) -> Decimal | None:
@@ -622,26 +303,26 @@ def events_ingest(
         updates: dict[uuid.UUID, dict[str, Any]] = {}
         for message in fresh:
             if message.type == "identify" and message.traits:
-                _merge_update(
+                profile_update_merge(
                     updates.setdefault(plan.customer_of[message.index], {}),
-                    _profile_update(message.traits, table, claims[message.index]),
+                    profile_update(message.traits, table, claims[message.index]),
                 )
         customers_create_many(
             {
-                cid: {"country": country, **_initial_fields(updates.pop(cid, None))}
+                cid: {"country": country, **profile_initial_fields(updates.pop(cid, None))}
                 for cid, country in plan.new_customers.items()
             },
             plan.new_identities,
         )
         merges = merges_apply(plan.merges, actor=actor)
         if merges:
-            _merges_respect_consent(merges, actor=actor)
+            merges_respect_consent(merges, actor=actor)
         customer_of = {
             key: next((m.into_customer_id for m in merges if m.from_customer_id == cid), cid)
             for key, cid in plan.customer_of.items()
         }
-        _apply_profile_updates(updates)
-        result.consent_errors = _apply_consent(
+        profile_updates_apply(updates)
+        result.consent_errors = consent_from_messages(
             fresh,
             customer_of,
             source=source,

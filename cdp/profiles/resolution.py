@@ -309,18 +309,25 @@ _LOOKUP = """
 WITH owners AS (
     SELECT DISTINCT i.value_index, i.customer_id, c.status, c.merged_into_id
     FROM unnest(%b::varchar[], %b::bytea[]) AS w(kind, value_index)
-    JOIN profiles_identity i
-        ON i.kind = w.kind AND i.namespace = '' AND i.value_index = w.value_index
+    -- LIMIT 1 keeps this a per-identifier probe of the unique index (the planner would
+    -- otherwise hash-join a full scan of the table).
+    CROSS JOIN LATERAL (
+        SELECT customer_id, value_index FROM profiles_identity
+        WHERE kind = w.kind AND namespace = '' AND value_index = w.value_index LIMIT 1
+    ) AS i
     JOIN profiles_customer c ON c.id = i.customer_id
 ), found AS (
     SELECT DISTINCT coalesce(
         CASE WHEN status = 'merged' THEN merged_into_id END, customer_id) AS customer_id
     FROM owners
 ), counts AS (
-    SELECT i.customer_id, i.kind, count(*) AS n,
-           array_agg(i.value_index) FILTER (WHERE i.kind = 'user_id') AS user_ids
-    FROM profiles_identity i JOIN found f ON f.customer_id = i.customer_id
-    GROUP BY i.customer_id, i.kind
+    -- Per profile found (an aggregate in LATERAL is never flattened: index probes again).
+    SELECT f.customer_id, x.kind, x.n, x.user_ids
+    FROM found f CROSS JOIN LATERAL (
+        SELECT kind, count(*) AS n,
+               array_agg(value_index) FILTER (WHERE kind = 'user_id') AS user_ids
+        FROM profiles_identity WHERE customer_id = f.customer_id GROUP BY kind
+    ) AS x
 )
 SELECT value_index, customer_id, status, merged_into_id, NULL, NULL, NULL FROM owners
 UNION ALL
