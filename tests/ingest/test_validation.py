@@ -234,3 +234,12 @@ def test_key_in_body_also_works_on_single_endpoints_and_is_not_stored(post, sour
     assert response.status_code == 200
     assert "writeKey" not in Event.objects.get().payload
     assert basic(source.write_key)  # helper stays importable for other modules
+
+
+def test_batch_with_more_messages_than_the_source_accepts_is_refused(post, source):
+    Source.objects.filter(pk=source.source.pk).update(max_batch_messages=3)
+
+    response = post("batch", batch(*[message() for _ in range(4)]))
+
+    assert (response.status_code, response.json()["code"]) == (413, "batch_too_large")
+    assert Event.objects.count() == 0
