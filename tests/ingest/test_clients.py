@@ -26,6 +26,20 @@ from tests.ingest.conftest import ANALYTICS_OK
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("ledger_emptied")]
 
 FLUSHED = 300
+
+
+@pytest.fixture(autouse=True)
+def sdk_connections_closed():
+    """The SDKs keep one module-level HTTP session; close it after each test, so the live
+    server's request thread ends and releases its database connection before teardown."""
+    yield
+    from rudderstack.analytics import request as rudder_request
+    from segment.analytics import request as segment_request
+
+    segment_request._session.close()
+    rudder_request._session.close()
+
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
