@@ -5,7 +5,8 @@ dropped at the end). A warm-up identifies every customer of the pool (their cons
 arrive with the events, as a consent manager sends them); then CLIENTS threads post 500-message
 batches of realistic events (identify calls with e-mail, phone, name and address in
 context.traits; product views, cart adds and orders with products; pages) for DURATION seconds.
-The baseline COPYs the same number of rows (plaintext payload as jsonb, the analytics columns)
+The run is split into ROUNDS rounds alternating with the baseline, best of each side. The
+baseline COPYs the same number of rows (plaintext payload as jsonb, the analytics columns)
 into a plain table with no index. Prints events/s for both and the ratio, p50/p95 latency per
 batch, and peak RSS per worker after the warm-up and at the end (flat means no leak).
 
@@ -36,6 +37,7 @@ BATCH = 500
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 DURATION = float(os.environ.get("BENCH_DURATION", str(max(5, scaled(30)))))
 USERS = scaled(20_000)
+ROUNDS = 3
 WORKERS = 2
 
 
@@ -237,10 +239,12 @@ def batch_templates(users: list[int]) -> list[bytes]:
     return templates
 
 
-def run_clients(url: str, key: str, users: list[int]) -> tuple[int, float, list[float]]:
+def run_clients(
+    url: str, key: str, users: list[int], duration: float
+) -> tuple[int, float, list[float]]:
     latencies: list[float] = []
     totals = [0] * CLIENTS
-    stop_at = time.monotonic() + DURATION
+    stop_at = time.monotonic() + duration
     templates = batch_templates(users)
     placeholder = b"T" * PREFIX_LEN
 
@@ -356,12 +360,19 @@ def main() -> None:
         _analyze()
         rss_start = worker_rss(server.pid)
         workers, pg = list(rss_start), postgres_pids()
+        # Rounds of clients and of raw COPY in alternation, best of each: a burst of load from
+        # elsewhere on this shared machine then hits both sides alike.
+        accepted, elapsed, latencies = 0, 0.0, []
+        project = raw = 0.0
         cpu_before = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
-        accepted, elapsed, latencies = run_clients(url, key, users)
+        for _ in range(ROUNDS):
+            got, took, lat = run_clients(url, key, users, DURATION / ROUNDS)
+            accepted, elapsed = accepted + got, elapsed + took
+            latencies.extend(lat)
+            project = max(project, got / took)
+            raw = max(raw, raw_copy(max(got, 10_000)))
         cpu_after = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
         rss_end = worker_rss(server.pid)
-        project = accepted / elapsed
-        raw = max(raw_copy(max(accepted, 10_000)) for _ in range(3))
         latencies.sort()
         p50 = statistics.median(latencies) * 1000
         p95 = latencies[int(len(latencies) * 0.95) - 1] * 1000
@@ -372,8 +383,9 @@ def main() -> None:
         )
         used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
         print(
-            f"cpu over {elapsed:.1f}s on {os.cpu_count()} cores: workers {used[0]:.1f}s, "
-            f"postgres {used[1]:.1f}s, clients {used[2]:.1f}s"
+            f"cpu over {elapsed:.1f}s of clients (and the COPY rounds) on {os.cpu_count()} "
+            f"cores: workers {used[0]:.1f}s, postgres {used[1]:.1f}s, bench process "
+            f"{used[2]:.1f}s"
         )
         for pid in sorted(rss_end):
             start = rss_start.get(pid, (0, 0))
