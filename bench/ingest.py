@@ -359,19 +359,22 @@ def main() -> None:
         # A database in steady state has planner statistics (autovacuum would get there).
         _analyze()
         rss_start = worker_rss(server.pid)
-        workers, pg = list(rss_start), postgres_pids()
+        workers = list(rss_start)
         # Rounds of clients and of raw COPY in alternation, best of each: a burst of load from
         # elsewhere on this shared machine then hits both sides alike.
         accepted, elapsed, latencies = 0, 0.0, []
         project = raw = 0.0
-        cpu_before = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
+        used = [0.0, 0.0, 0.0]  # CPU seconds of workers, postgres, this process: client rounds
         for _ in range(ROUNDS):
+            pg = postgres_pids()
+            before = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
             got, took, lat = run_clients(url, key, users, DURATION / ROUNDS)
+            after = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
+            used = [u + a - b for u, a, b in zip(used, after, before, strict=True)]
             accepted, elapsed = accepted + got, elapsed + took
             latencies.extend(lat)
             project = max(project, got / took)
             raw = max(raw, raw_copy(max(got, 10_000)))
-        cpu_after = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
         rss_end = worker_rss(server.pid)
         latencies.sort()
         p50 = statistics.median(latencies) * 1000
@@ -381,11 +384,9 @@ def main() -> None:
             f"{len(latencies)} batches of {BATCH}; latency per batch p50 {p50:.0f} ms, "
             f"p95 {p95:.0f} ms"
         )
-        used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
         print(
-            f"cpu over {elapsed:.1f}s of clients (and the COPY rounds) on {os.cpu_count()} "
-            f"cores: workers {used[0]:.1f}s, postgres {used[1]:.1f}s, bench process "
-            f"{used[2]:.1f}s"
+            f"cpu over {elapsed:.1f}s of client rounds on {os.cpu_count()} cores: workers "
+            f"{used[0]:.1f}s, postgres {used[1]:.1f}s, bench clients {used[2]:.1f}s"
         )
         for pid in sorted(rss_end):
             start = rss_start.get(pid, (0, 0))
