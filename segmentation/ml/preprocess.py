@@ -24,9 +24,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, RobustScaler
 
+from segmentation.ml._sample import sample_indices
+
 DEFAULT_SKEW_THRESHOLD = 1.0
 DEFAULT_CLIP = 5.0
 MAGNITUDE_LIMIT = 1e15
+SKEW_SAMPLE = 100_000
 
 
 def bound_magnitude(X: np.ndarray, limit: float = MAGNITUDE_LIMIT) -> np.ndarray:
@@ -102,21 +105,49 @@ def preprocess_fit(
 ) -> Preprocessing:
     """Choose the log-transformed features and fit the pipeline on `X` (rows = customers).
 
-    A feature is log-transformed when all its observed values are >= 0 and its skewness exceeds
-    `skew_threshold`; the choice is recorded so a stored model replays it exactly.
+    A feature is log-transformed when all its observed values are >= 0 and its skewness (on a
+    seeded sample of at most 100,000 rows) exceeds `skew_threshold`; the choice is recorded so a
+    stored model replays it exactly.
     """
-    X = bound_magnitude(X)
+    return _fit(X, feature_names, skew_threshold=skew_threshold, clip=clip, transform=False)[0]
+
+
+def preprocess_fit_transform(
+    X: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    skew_threshold: float = DEFAULT_SKEW_THRESHOLD,
+    clip: float = DEFAULT_CLIP,
+) -> tuple[Preprocessing, np.ndarray]:
+    """`preprocess_fit` and the transformed `X` in one pass over the data (what a run needs)."""
+    prep, Xt = _fit(X, feature_names, skew_threshold=skew_threshold, clip=clip, transform=True)
+    assert Xt is not None
+    return prep, Xt
+
+
+def _fit(
+    X: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    skew_threshold: float,
+    clip: float,
+    transform: bool,
+) -> tuple[Preprocessing, np.ndarray | None]:
+    X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(feature_names):
         raise ValueError("X must be 2-D with one column per feature name")
     if X.shape[0] == 0:
         raise ValueError("X has no rows")
-    skewness = column_skewness(X)
-    with np.errstate(all="ignore"):
-        minimum = np.min(np.where(np.isnan(X), np.inf, X), axis=0)  # all-NaN: inf
+    # Skewness only decides which columns get a log, so a large seeded sample is enough.
+    skewness = column_skewness(bound_magnitude(X[sample_indices(X.shape[0], SKEW_SAMPLE, 0)]))
+    minimum = np.nan_to_num(np.fmin.reduce(X, axis=0), nan=np.inf)  # fmin skips NaN
     log_columns = [j for j in range(X.shape[1]) if minimum[j] >= 0 and skewness[j] > skew_threshold]
-    pipeline = build_pipeline(log_columns, clip=clip).fit(X)
+    pipeline = build_pipeline(log_columns, clip=clip)
+    Xt = pipeline.fit_transform(X) if transform else None
+    if not transform:
+        pipeline.fit(X)
     names = tuple(feature_names)
-    return Preprocessing(
+    prep = Preprocessing(
         pipeline=pipeline,
         feature_names=names,
         log_features=tuple(names[j] for j in log_columns),
@@ -124,3 +155,4 @@ def preprocess_fit(
         skew_threshold=skew_threshold,
         clip=clip,
     )
+    return prep, Xt
