@@ -102,24 +102,22 @@ def _median(values: np.ndarray) -> float | None:
 
 
 def level(value: float | None, population: float | None) -> str:
-    """ "high", "low" or "mid" for a cluster median against the population median."""
+    """Return "high", "low" or "mid" for a cluster median against the population median, by the
+    difference relative to the population median's size (so negative features work too)."""
     if value is None or population is None:
         return "mid"
     if population == 0:
         return "high" if value > 0 else "mid"
-    ratio = value / population
-    if population < 0:
-        ratio = 1 / ratio if ratio else 0.0
-    if ratio > HIGH:
+    relative = (value - population) / abs(population)
+    if relative > HIGH - 1:
         return "high"
-    if ratio < LOW:
+    if relative < LOW - 1:
         return "low"
     return "mid"
 
 
 def persona_label(levels: dict[str, str]) -> str:
-    """The rule table in the module docstring, over levels keyed recency/frequency/monetary/
-    tenure."""
+    """Apply the rule table in the module docstring to levels keyed by role."""
     r, f, m, t = (levels.get(x, "mid") for x in ("recency", "frequency", "monetary", "tenure"))
     if r == "low" and t == "low":
         return "New customers"

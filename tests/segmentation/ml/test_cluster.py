@@ -175,3 +175,17 @@ def test_stability_uses_only_ids_present_in_both_runs():
 
     assert stability(prev_ids, prev_labels, ids, labels) == 1.0
     assert np.isnan(stability(prev_ids, prev_labels, np.array(["x"]), np.array([0])))
+
+
+def test_calinski_harabasz_and_davies_bouldin_use_a_seeded_sample_when_large(blobs):
+    X, _ = blobs
+    labels = run_clustering(X, algorithm="kmeans", params={"k": 4}, random_state=0).labels
+
+    sampled = cluster_metrics(X, labels, metrics_sample=200, silhouette_sample=100)
+    again = cluster_metrics(X, labels, metrics_sample=200, silhouette_sample=100)
+    full = cluster_metrics(X, labels)
+
+    assert sampled["metrics_sample"] == 200 and sampled["silhouette_sample"] == 100
+    assert full["metrics_sample"] == 600
+    assert sampled == again
+    assert sampled["davies_bouldin"] == pytest.approx(full["davies_bouldin"], rel=0.2)
