@@ -53,7 +53,9 @@ NOISE = -1
 @dataclass
 class ClusteringResult:
     """Labels for every input row (-1 = noise), the number of clusters, centres when the
-    algorithm has them, JSON-ready metrics, and the fitted estimator for storage."""
+    algorithm has them, JSON-ready metrics, and the fitted model for storage. The model assigns
+    new rows with `predict` for k-means, mini-batch k-means, Gaussian mixtures and agglomerative
+    (its nearest-centroid assigner); DBSCAN and HDBSCAN models cannot assign new rows."""
 
     labels: np.ndarray
     k: int
@@ -79,12 +81,15 @@ def run_clustering(
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] < 2:
         raise ValueError("X must be 2-D with at least 2 rows")
+    if not np.isfinite(X).all():
+        raise ValueError("X must be finite: run it through the preprocessing pipeline first")
     p = dict(params or {})
     _check_params(algorithm, p)
     started = time.perf_counter()
     fit, scan, estimator_name = _FITTERS[algorithm](X, p, random_state)
     fitted = time.perf_counter()
     labels, centers, model = fit
+    labels = np.asarray(labels, dtype=np.int64)
     k = _cluster_count(labels)
     metrics = cluster_metrics(
         X,
@@ -327,16 +332,20 @@ def _fit_agglomerative(
     size = int(p.get("agglomerative_sample", AGGLOMERATIVE_SAMPLE))
     scan_p = {**p, "scan_sample": min(size, int(p.get("scan_sample", SCAN_SAMPLE)))}
     k, scan = _scan(X, scan_p, random_state, score, higher_is_better=True, metric="silhouette")
+    name = "AgglomerativeClustering"
+    if k == 1:  # one cluster is everyone (and NearestCentroid needs two classes)
+        return (
+            (np.zeros(X.shape[0], dtype=np.int64), X.mean(axis=0, keepdims=True), None),
+            scan,
+            name,
+        )
     idx = sample_indices(X.shape[0], size, random_state)
-    sample_labels = fit_labels(X[idx], k) if k > 1 else np.zeros(len(idx), dtype=np.int64)
-    if k == 1:
-        centers = X.mean(axis=0, keepdims=True)
-        return (np.zeros(X.shape[0], dtype=np.int64), centers, None), scan, "Agglomerative"
+    sample_labels = fit_labels(X[idx], k)
     # The sample's clusters become centroids; every row (sampled or not) joins the nearest one,
     # unless the sample is everything, where the tree's own labels stand.
     nearest = NearestCentroid().fit(X[idx], sample_labels)
     labels = sample_labels if len(idx) == X.shape[0] else nearest.predict(X)
-    return (np.asarray(labels), nearest.centroids_, nearest), scan, "AgglomerativeClustering"
+    return (labels, nearest.centroids_, nearest), scan, name
 
 
 _FITTERS: dict[str, Callable[[np.ndarray, dict[str, Any], int], tuple[_Fit, _Scan, str]]] = {

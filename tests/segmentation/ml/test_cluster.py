@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import sklearn
@@ -46,6 +48,7 @@ def test_metrics_are_sane_on_well_separated_blobs(blobs):
     assert metrics["estimator"] == "KMeans"
     assert set(metrics["timings"]) == {"fit_s", "metrics_s"}
     assert metrics["n"] == 600 and metrics["n_features"] == 3
+    assert json.loads(json.dumps(metrics)) == metrics  # storable as a JSON field as it is
 
 
 @pytest.mark.parametrize(
@@ -148,6 +151,8 @@ def test_unknown_algorithm_or_param_is_refused(blobs):
         run_clustering(X, algorithm="dbscan", params={"k": 3}, random_state=0)
     with pytest.raises(ValueError, match="k range"):
         run_clustering(X, algorithm="kmeans", params={"k_min": 1}, random_state=0)
+    with pytest.raises(ValueError, match="finite"):
+        run_clustering(np.array([[0.0], [np.nan]]), algorithm="kmeans", params={"k": 1})
 
 
 def test_stability_is_one_for_the_same_partition_under_other_label_names():
