@@ -188,15 +188,22 @@ def worker_rss(master: int) -> dict[int, tuple[int, int]]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of each live process in `pids`."""
+    out = {}
     for pid in pids:
         try:
             fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two readings by processes alive at both (autovacuum workers and
+    closed connections come and go)."""
+    return sum(after[pid] - before[pid] for pid in before if pid in after)
 
 
 def postgres_pids() -> list[int]:
@@ -370,7 +377,9 @@ def main() -> None:
             before = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
             got, took, lat = run_clients(url, key, users, DURATION / ROUNDS)
             after = (cpu_seconds(workers), cpu_seconds(pg), sum(os.times()[:2]))
-            used = [u + a - b for u, a, b in zip(used, after, before, strict=True)]
+            used[0] += cpu_used(before[0], after[0])
+            used[1] += cpu_used(before[1], after[1])
+            used[2] += after[2] - before[2]
             accepted, elapsed = accepted + got, elapsed + took
             latencies.extend(lat)
             project = max(project, got / took)
