@@ -99,10 +99,10 @@ def main() -> None:
         return ROWS
 
     with threadpool_limits(limits=1):
-        project_rate, raw_rate = best_rates(project, raw, repeats=3)
+        project_rate, raw_rate = best_rates(project, raw, repeats=5)
     print(
         f"# {ROWS:,} rows x {len(NAMES)} features, log1p on {len(log_columns)}, k={K}, "
-        "one thread each, best of 3, alternating"
+        "one thread each, best of 5, alternating"
     )
     report("clustering", "rows", project_rate, raw_rate)
 

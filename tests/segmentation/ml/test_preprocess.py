@@ -18,7 +18,7 @@ def test_skewed_non_negative_features_are_log_transformed_and_recorded():
     assert prep.log_features == ("monetary",)
     assert prep.skewness["monetary"] > 1.0
     assert abs(prep.skewness["symmetric"]) < 0.5
-    assert prep.pipeline.named_steps["log"].kw_args == {"columns": [0]}
+    assert prep.pipeline.named_steps["log"].kw_args == {"columns": [0], "copy": False}
 
 
 def test_pipeline_imputes_median_scales_robustly_and_clips():
@@ -74,3 +74,13 @@ def test_preprocessing_never_produces_nan_or_inf(X):
 
     assert out.shape == X.shape
     assert np.isfinite(out).all()
+
+
+def test_transform_leaves_the_callers_matrix_untouched():
+    X = np.array([[1.0, np.nan], [2.0, 5.0], [400.0, 7.0], [3.0, 1.0]])
+    before = X.copy()
+    prep = preprocess_fit(X, ["a", "b"])
+
+    prep.pipeline.transform(X)
+
+    np.testing.assert_array_equal(X, before)
