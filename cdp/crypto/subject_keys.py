@@ -136,18 +136,33 @@ def subject_key_get_or_create(subject_id: uuid.UUID | str) -> DataKey:
         return entry[1]
     row = SubjectKey.objects.filter(subject_id=sid).first()
     if row is None:
-        dek = os.urandom(DEK_BYTES)
-        key_id = secrets.randbits(32)
-        kek_id, wrapped = get_keyring().wrap(dek, subject_id=str(sid), key_id=key_id)
-        SubjectKey.objects.bulk_create(
-            [SubjectKey(subject_id=sid, key_id=key_id, kek_id=kek_id, wrapped_key=wrapped)],
-            ignore_conflicts=True,
-        )
+        SubjectKey.objects.bulk_create([_new_key_row(sid)], ignore_conflicts=True)
         # Another writer may have won the race: read back whichever key is stored.
         row = SubjectKey.objects.get(subject_id=sid)
     key = _unwrap(row)
     _cache.put(sid, key)
     return key
+
+
+def _new_key_row(subject_id: uuid.UUID) -> SubjectKey:
+    key_id = secrets.randbits(32)
+    kek_id, wrapped = get_keyring().wrap(
+        os.urandom(DEK_BYTES), subject_id=str(subject_id), key_id=key_id
+    )
+    return SubjectKey(subject_id=subject_id, key_id=key_id, kek_id=kek_id, wrapped_key=wrapped)
+
+
+def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
+    """Create data keys for many new subjects in one INSERT and load them into the cache.
+
+    The set-based twin of `subject_key_get_or_create` (three queries per subject), for ingestion
+    and imports. A subject that already has a key keeps it (the insert ignores conflicts).
+    """
+    wanted = [sid for sid in map(_as_uuid, subject_ids) if cached_key(sid) is None]
+    if not wanted:
+        return
+    SubjectKey.objects.bulk_create([_new_key_row(sid) for sid in wanted], ignore_conflicts=True)
+    subject_keys_load(wanted)
 
 
 def subject_keys_load(subject_ids: Iterable[uuid.UUID | str]) -> int:

@@ -21,10 +21,9 @@ them to it, so moving an identity between profiles re-encrypts it under the targ
 from __future__ import annotations
 
 import os
-import secrets
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +33,7 @@ from django.utils import timezone
 
 from cdp.audit.services import audit_record
 from cdp.crypto.errors import NormalizationError
-from cdp.crypto.keyring import get_keyring
-from cdp.crypto.models import SubjectKey
-from cdp.crypto.subject_keys import DEK_BYTES, cached_key, subject_keys_load
+from cdp.crypto.subject_keys import subject_keys_create, subject_keys_load
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import (
     Customer,
@@ -389,25 +386,6 @@ def resolution_plan(claims: Sequence[Claim]) -> Plan:
         refused_links=planner.refused_links,
         refused_merges=planner.refused_merges,
     )
-
-
-def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
-    """Create data keys for many new subjects in one INSERT and load them into the cache.
-
-    The set-based twin of `subject_key_get_or_create` (which costs three queries per subject);
-    it belongs in cdp.crypto.subject_keys and moves there with that package's next change.
-    """
-    wanted = [sid for sid in subject_ids if cached_key(sid) is None]
-    if not wanted:
-        return
-    keyring = get_keyring()
-    rows = []
-    for sid in wanted:
-        key_id = secrets.randbits(32)
-        kek_id, wrapped = keyring.wrap(os.urandom(DEK_BYTES), subject_id=str(sid), key_id=key_id)
-        rows.append(SubjectKey(subject_id=sid, key_id=key_id, kek_id=kek_id, wrapped_key=wrapped))
-    SubjectKey.objects.bulk_create(rows, ignore_conflicts=True)
-    subject_keys_load(wanted)
 
 
 def customers_create_many(

@@ -72,3 +72,17 @@ def test_load_warms_many_keys_in_one_query(django_assert_num_queries):
     with django_assert_num_queries(0):
         for subject in subjects:
             subject_key_get(subject)
+
+
+def test_create_many_inserts_missing_keys_once_and_keeps_existing_ones(django_assert_num_queries):
+    from cdp.crypto.subject_keys import subject_keys_create
+
+    existing = uuid.uuid4()
+    before = subject_key_get_or_create(existing).key_id
+    cache_clear()
+    fresh = [uuid.uuid4() for _ in range(50)]
+    with django_assert_num_queries(2):  # one INSERT, one SELECT to load them
+        subject_keys_create([existing, *fresh])
+    assert SubjectKey.objects.filter(subject_id__in=fresh).count() == 50
+    assert SubjectKey.objects.get(subject_id=existing).key_id == before
+    assert subject_key_get(existing).key_id == before
