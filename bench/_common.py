@@ -19,6 +19,41 @@ def setup_django() -> None:
     django.setup()
 
 
+class BenchDatabase:
+    """A throwaway database beside DATABASE_URL's, so a benchmark never touches real data.
+
+    Constructing it points DATABASE_URL at the bench database (before Django loads settings);
+    `create()` drops any leftover, creates and migrates it; `drop()` removes it.
+    """
+
+    def __init__(self, name: str) -> None:
+        from urllib.parse import urlsplit, urlunsplit
+
+        base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/cdp"
+        parts = urlsplit(base)
+        self.name = name
+        self.url = urlunsplit(parts._replace(path=f"/{name}"))
+        self.admin_url = urlunsplit(parts._replace(path="/postgres"))
+        os.environ["DATABASE_URL"] = self.url
+
+    def admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create(self) -> None:
+        self.drop()
+        self.admin(f"CREATE DATABASE {self.name}")
+        setup_django()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+
+    def drop(self) -> None:
+        self.admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
 def scaled(default: int) -> int:
     """Sizes shrink with BENCH_SCALE (e.g. 0.1 for a quick look)."""
     return max(1, int(default * float(os.environ.get("BENCH_SCALE", "1"))))

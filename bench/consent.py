@@ -16,15 +16,12 @@ BENCH_SCALE shrinks both (e.g. BENCH_SCALE=0.05).
 from __future__ import annotations
 
 import gc
-import os
 import random
-import sys
 import time
 import uuid
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
-from _common import ROOT, report, scaled
+from _common import BenchDatabase, report, scaled
 
 BENCH_DB = "cdp_bench"
 DECISIONS = scaled(100_000)
@@ -33,35 +30,11 @@ CHUNK = 5_000
 REPEATS = 3
 
 
-def _bench_database_url() -> tuple[str, str]:
-    base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/cdp"
-    parts = urlsplit(base)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}")), admin
-
-
-BENCH_URL, ADMIN_URL = _bench_database_url()
-os.environ["DATABASE_URL"] = BENCH_URL
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
+DB = BenchDatabase(BENCH_DB)
 
 
 def setup() -> None:
-    _admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-    _admin(f"CREATE DATABASE {BENCH_DB}")
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    DB.create()
     import logging
 
     from cdp.celery import app
@@ -274,7 +247,7 @@ def main() -> None:
 
         connections.close_all()
     finally:
-        _admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        DB.drop()
     print(
         f"# {DECISIONS:,} decisions in chunks of {CHUNK:,}; filter over {CUSTOMERS:,} customers "
         f"({allowed:,} allowed); best of {REPEATS}, alternating"

@@ -28,9 +28,8 @@ import sys
 import threading
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-from _common import ROOT, report, scaled
+from _common import ROOT, BenchDatabase, report, scaled
 
 BENCH_DB = "cdp_bench_ingest"
 BATCH = 500
@@ -41,37 +40,12 @@ ROUNDS = 3
 WORKERS = 2
 
 
-def _urls() -> tuple[str, str]:
-    base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/cdp"
-    parts = urlsplit(base)
-    return (
-        urlunsplit(parts._replace(path=f"/{BENCH_DB}")),
-        urlunsplit(parts._replace(path="/postgres")),
-    )
-
-
-BENCH_URL, ADMIN_URL = _urls()
-os.environ["DATABASE_URL"] = BENCH_URL
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
+DB = BenchDatabase(BENCH_DB)
+BENCH_URL = DB.url
 
 
 def setup() -> str:
-    _admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {BENCH_DB}")
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    DB.create()
     from cdp.ingest.services import source_create
 
     return source_create(name="bench", actor="system").write_key
@@ -410,7 +384,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        _admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        DB.drop()
 
 
 if __name__ == "__main__":
