@@ -71,31 +71,36 @@ def customer_create(
         traits=traits,
         attributes=attributes or {},
     )
-    pending: list[IdentifierValue] = list(identifiers or [])
+    region = default_region or code or None
+    # Normalise and index every identifier before writing anything: a malformed one refuses the
+    # whole profile.
+    indexed: list[tuple[IdentifierValue, str, bytes]] = []
+    for item in identifiers or []:
+        indexed.append((item, *identifier_index(item.kind, item.value, default_region=region)))
     if email is not None:
         customer.email, customer.email_index = identifier_index(IdentityKind.EMAIL, email)
-        pending.append(IdentifierValue(IdentityKind.EMAIL, customer.email))
+        indexed.append(
+            (IdentifierValue(IdentityKind.EMAIL, email), customer.email, customer.email_index)
+        )
     if phone is not None:
         customer.phone, customer.phone_index = identifier_index(
-            IdentityKind.PHONE, phone, default_region=default_region or code or None
+            IdentityKind.PHONE, phone, default_region=region
         )
-        pending.append(IdentifierValue(IdentityKind.PHONE, customer.phone))
+        indexed.append(
+            (IdentifierValue(IdentityKind.PHONE, phone), customer.phone, customer.phone_index)
+        )
     with transaction.atomic():
         customer.save()
-        identities = []
-        for item in pending:
-            normalized, index = identifier_index(
-                item.kind, item.value, default_region=default_region or code or None
+        identities = [
+            Identity(
+                customer=customer,
+                kind=item.kind,
+                namespace=item.namespace,
+                value=normalized,
+                value_index=index,
             )
-            identities.append(
-                Identity(
-                    customer=customer,
-                    kind=item.kind,
-                    namespace=item.namespace,
-                    value=normalized,
-                    value_index=index,
-                )
-            )
+            for item, normalized, index in indexed
+        ]
         Identity.objects.bulk_create(identities)
         audit_record(
             actor=actor,
