@@ -144,53 +144,29 @@ def _preference_decisions(
     user_agent: str | None,
 ) -> list[Any]:
     """The ledger entries `consent_apply_category_preferences` would write, for many customers
-    at once: the same mapping (a withdrawal wins when two categories name one purpose), method,
-    channel and proof, and only the purposes whose state changes.
-
-    Kept in step with that service; it belongs there as a batch variant (consent package).
-    """
-    from cdp.logging import redact
-    from consent.ledger import proof_hash
-    from consent.models import Channel, Purpose
-    from consent.services import METHOD_CATEGORY_PREFERENCES, ConsentDecision
+    at once (the consent package's pure `category_preference_decisions`), keeping only the
+    purposes whose state changes."""
+    from consent.models import Purpose
+    from consent.services.signals import category_preference_decisions
 
     known = set(Purpose.objects.filter(is_active=True).values_list("code", flat=True))
     decisions = []
     for customer_id, message in latest.items():
-        wanted: dict[str, bool] = {}
-        categories: dict[str, list[str]] = {}
-        for name, value in message.context["consent"]["categoryPreferences"].items():
-            codes = mapping.get(str(name).strip().lower())
-            if codes is None or not isinstance(value, bool):
-                continue
-            for code in codes:
-                wanted[code] = wanted.get(code, True) and value
-                categories.setdefault(code, []).append(str(name))
-        reference = message.message_id if redact(message.message_id) == message.message_id else None
         ip = message.context.get("ip")
-        for code, granted in sorted(wanted.items()):
-            if code not in known or states.get((customer_id, code)) == granted:
-                continue
-            decisions.append(
-                ConsentDecision(
-                    customer=customers[customer_id],
-                    purpose_code=code,
-                    granted=granted,
-                    channel=Channel.EVENT,
-                    method=METHOD_CATEGORY_PREFERENCES,
-                    at=min(message.timestamp, received_at),
-                    ip=ip if isinstance(ip, str) else None,
-                    user_agent=user_agent,
-                    proof={
-                        "message_id": reference,
-                        "message_id_hash": None
-                        if reference
-                        else proof_hash("msg", message.message_id).hex(),
-                        "source": str(source.id),
-                        "categories": sorted(categories[code]),
-                    },
-                )
-            )
+        wanted, _ = category_preference_decisions(
+            customer=customers[customer_id],
+            preferences=message.context["consent"]["categoryPreferences"],
+            mapping=mapping,
+            known=known,
+            message_id=message.message_id,
+            source=str(source.id),
+            at=min(message.timestamp, received_at),
+            ip=ip if isinstance(ip, str) else None,
+            user_agent=user_agent,
+        )
+        decisions.extend(
+            d for d in wanted if states.get((customer_id, d.purpose_code)) != d.granted
+        )
     return decisions
 
 

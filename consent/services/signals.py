@@ -123,27 +123,11 @@ class CategoryReport:
     unknown_purposes: int
 
 
-def consent_apply_category_preferences(
-    *,
-    customer: Customer,
-    preferences: dict[str, Any],
-    message_id: str,
-    source: str,
-    actor: str,
-    at: dt.datetime | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
-) -> CategoryReport:
-    """Turn Segment's `context.consent.categoryPreferences` into ledger entries.
-
-    Categories map to purposes through `CDP_CONSENT_CATEGORY_MAP`; unknown categories and
-    non-boolean values are ignored and counted. When two categories map to one purpose with
-    different answers, the withdrawal wins. Only changes are recorded (every event repeats the
-    preferences), with the message id and source as proof.
-    """
-    from consent.conf import category_map
-
-    mapping = category_map()
+def _map_categories(
+    preferences: dict[str, Any], mapping: dict[str, list[str]]
+) -> tuple[dict[str, bool], dict[str, list[str]], int]:
+    """Purposes wanted by a preference map (a withdrawal wins when two categories name one
+    purpose), the categories behind each, and how many entries were ignored."""
     wanted: dict[str, bool] = {}
     categories: dict[str, list[str]] = {}
     ignored = 0
@@ -155,9 +139,25 @@ def consent_apply_category_preferences(
         for code in codes:
             wanted[code] = wanted.get(code, True) and value
             categories.setdefault(code, []).append(str(name))
-    known = set(
-        Purpose.objects.filter(code__in=wanted, is_active=True).values_list("code", flat=True)
-    )
+    return wanted, categories, ignored
+
+
+def category_preference_decisions(
+    *,
+    customer: Customer,
+    preferences: dict[str, Any],
+    mapping: dict[str, list[str]],
+    known: set[str],
+    message_id: str,
+    source: str,
+    at: dt.datetime | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> tuple[list[ConsentDecision], int]:
+    """The decisions one message's `categoryPreferences` asks for, for purposes in `known`,
+    and the count of ignored categories. Pure: no query, no write. Callers drop the decisions
+    that change nothing (the service per customer, ingestion for a whole batch at once)."""
+    wanted, categories, ignored = _map_categories(preferences, mapping)
     reference = message_id if redact(message_id) == message_id else None
     decisions = [
         ConsentDecision(
@@ -179,6 +179,45 @@ def consent_apply_category_preferences(
         for code, granted in sorted(wanted.items())
         if code in known
     ]
+    return decisions, ignored
+
+
+def consent_apply_category_preferences(
+    *,
+    customer: Customer,
+    preferences: dict[str, Any],
+    message_id: str,
+    source: str,
+    actor: str,
+    at: dt.datetime | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> CategoryReport:
+    """Turn Segment's `context.consent.categoryPreferences` into ledger entries.
+
+    Categories map to purposes through `CDP_CONSENT_CATEGORY_MAP`; unknown categories and
+    non-boolean values are ignored and counted. When two categories map to one purpose with
+    different answers, the withdrawal wins. Only changes are recorded (every event repeats the
+    preferences), with the message id and source as proof.
+    """
+    from consent.conf import category_map
+
+    mapping = category_map()
+    wanted, _, ignored = _map_categories(preferences, mapping)
+    known = set(
+        Purpose.objects.filter(code__in=wanted, is_active=True).values_list("code", flat=True)
+    )
+    decisions, _ = category_preference_decisions(
+        customer=customer,
+        preferences=preferences,
+        mapping=mapping,
+        known=known,
+        message_id=message_id,
+        source=source,
+        at=at,
+        ip=ip,
+        user_agent=user_agent,
+    )
     events = (
         _record(
             decisions,
