@@ -5,12 +5,11 @@ import io
 import json
 
 import pytest
-from django.contrib.auth.models import Group
-from django.test import Client
 
 from cdp.profiles.roles import ANALYST, COMPLIANCE_OFFICER, CONSENT_ADMIN, PLATFORM_ADMIN
 from consent.models import Channel, ConsentEvent, ConsentReason, ConsentState, Purpose
 from consent.services import consent_record
+from tests.roles import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -33,18 +32,6 @@ def granted(customer):
         method="web-form",
         actor="system",
     )
-
-
-def client_for(django_user_model, role):
-    client = Client()
-    if role is None:
-        return client
-    user = django_user_model.objects.create_user(
-        username=role.lower().replace(" ", "-"), password="pw-" + "x" * 16, is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return client
 
 
 def assert_no_plaintext(response):

@@ -4,27 +4,14 @@ shown once at creation and never again, audited rotation, classes editable."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group
-from django.test import Client
 
 from cdp.audit.models import AuditEntry
 from cdp.ingest.classification import classes
 from cdp.ingest.models import PropertyClass, Source
 from cdp.profiles.roles import ANALYST, COMPLIANCE_OFFICER, CONSENT_ADMIN, PLATFORM_ADMIN
+from tests.roles import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(django_user_model, role):
-    client = Client()
-    if role is None:
-        return client
-    user = django_user_model.objects.create_user(
-        username=role.lower().replace(" ", "-"), password="pw-" + "x" * 16, is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return client
 
 
 @pytest.mark.parametrize("page", ["source", "propertyclass", "event", "suppression"])

@@ -1,11 +1,10 @@
 """The customer admin: masked values only, an audited reveal, and an authorization matrix."""
 
 import pytest
-from django.contrib.auth.models import Group
-from django.test import Client
 
 from cdp.audit.models import AuditEntry
 from cdp.profiles.roles import ANALYST, COMPLIANCE_OFFICER, CONSENT_ADMIN, PLATFORM_ADMIN
+from tests.roles import client_for
 
 from .factories import make_customer
 
@@ -18,18 +17,6 @@ PHONE = "+442079460958"
 @pytest.fixture
 def customer():
     return make_customer(email=EMAIL, phone=PHONE, first_name="Janet", last_name="Doe-Smith")
-
-
-def client_for(django_user_model, role):
-    client = Client()
-    if role is None:
-        return client
-    user = django_user_model.objects.create_user(
-        username=role.lower().replace(" ", "-"), password="pw-" + "x" * 16, is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return client
 
 
 def assert_no_plaintext(content: bytes):
