@@ -72,9 +72,14 @@ def sync_role_groups(apps: Any, schema_editor: Any = None) -> None:
     from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        # Migration state app configs have no models module, and create_permissions skips such
+        # apps; pretend for the call, then restore whatever was there (a real registry keeps it).
+        saved = getattr(app_config, "models_module", None)
+        app_config.models_module = saved or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = saved
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")

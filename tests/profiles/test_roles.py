@@ -31,3 +31,21 @@ def test_only_platform_admins_and_compliance_officers_can_reveal():
 def test_analysts_hold_no_customer_permission():
     analyst = Group.objects.get(name="Analyst")
     assert not analyst.permissions.filter(content_type__app_label="profiles").exists()
+
+
+def test_sync_with_the_real_registry_restores_groups_and_keeps_it_usable():
+    from django.apps import apps
+
+    from cdp.profiles.roles import sync_role_groups
+
+    Group.objects.all().delete()
+    modules = {c.label: c.models_module for c in apps.get_app_configs()}
+
+    sync_role_groups(apps)
+
+    assert {c.label: c.models_module for c in apps.get_app_configs()} == modules
+    assert (
+        Group.objects.get(name="Compliance officer")
+        .permissions.filter(codename="reveal_customer_pii")
+        .exists()
+    )
