@@ -26,6 +26,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "api.change_apitoken",
         "consent.*",
         "ingest.*",
+        "segmentation.*",
     ],
     CONSENT_ADMIN: [
         "profiles.view_customer",
@@ -64,6 +65,12 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # they may read consent states (who may be used for what), not change them.
     ANALYST: [
         "consent.view_consentstate",
+        "segmentation.view_featurerun",
+        "segmentation.view_clusteringrun",
+        "segmentation.view_persona",
+        "segmentation.add_featurerun",
+        "segmentation.start_clusteringrun",
+        "segmentation.change_persona",
     ],
 }
 
