@@ -1,0 +1,268 @@
+"""Per-customer features as set-based SQL over `ingest_event` (nothing loads events in Python).
+
+Definitions (the contract of the tracking API and CSV imports; `FEATURE_COLUMNS` has one line
+per column):
+
+- An order is a distinct `properties->>'order_id'` among a customer's "Order Completed" events
+  (the event id when it has none); an order's lines share its timestamp. "Order Refunded" lines
+  (cancellations, returns; negative amounts) count separately as refunds and never reduce
+  monetary value, so recency and frequency stay about buying.
+- Monetary value sums every "Order Completed" line's amount, non-product lines (postage, fees,
+  `properties.non_product = true`) included: the customer paid them. Product features (distinct
+  products, categories, favourite category) use product lines only.
+- Recency and tenure are whole days (floor) from the last / first order to `as_of`; events after
+  `as_of` are ignored, so a run over historical data (Online Retail ends in 2011) reads as it
+  would have on that day.
+- Windows of N days are `as_of - N days < timestamp <= as_of`. A cart abandonment is a UTC day
+  with a "Product Added" in the window and no "Order Completed" on that day.
+
+`features_compute_chunk` fills one range of customer ids in one statement: the consented
+customers of the range go to a temporary table, then one INSERT ... SELECT ... ON CONFLICT
+aggregates their events. `rfm_scores_update` then scores everyone in one UPDATE with the same
+quintile rule as `segmentation.ml.personas.quintile_scores` (ties broken by customer id).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from django.db import connection
+
+from consent.selectors import customers_allowed_for
+from segmentation.ml.personas import rfm_segment
+from segmentation.models import FEATURE_VERSION
+
+PROFILING = "profiling"
+WINDOWS = (7, 30, 90)
+ORDER = "Order Completed"
+REFUND = "Order Refunded"
+VIEW = "Product Viewed"
+CART_ADD = "Product Added"
+
+_ALLOWED_TABLE = "seg_allowed"
+
+_WINDOW_COLUMNS = ", ".join(
+    f"{kind}_{n}d" for kind in ("views", "cart_adds", "cart_abandonments") for n in WINDOWS
+)
+
+FEATURE_SQL_COLUMNS = (
+    "recency_days, frequency, monetary, avg_order_value, tenure_days, days_between_orders, "
+    "first_order_at, last_order_at, refunds, refunded_value, "
+    f"{_WINDOW_COLUMNS}, distinct_products, distinct_categories, favourite_category"
+)
+
+
+def feature_select_sql(allowed_table: str) -> str:
+    """The SELECT computing every feature for the customers listed in `allowed_table(id)`.
+
+    Takes named parameters `as_of`; shared with the benchmark's raw baseline, which runs the
+    same aggregation without the consent table, the upsert or the bookkeeping.
+    """
+    product_line = "NOT (e.properties @> '{\"non_product\": true}')"
+    order_key = "coalesce(e.properties->>'order_id', e.id::text)"
+    in_window = "e.timestamp > %(as_of)s - interval '{n} days'"
+    window_counts = ",\n".join(
+        f"count(*) FILTER (WHERE e.name = '{name}' AND {in_window.format(n=n)}) AS {kind}_{n}d"
+        for kind, name in (("views", VIEW), ("cart_adds", CART_ADD))
+        for n in WINDOWS
+    )
+    day_flags = ",\n".join(
+        f"bool_or(e.name = '{CART_ADD}' AND {in_window.format(n=n)}) AS added_{n}" for n in WINDOWS
+    )
+    abandon_counts = ",\n".join(
+        f"count(*) FILTER (WHERE added_{n} AND NOT ordered) AS cart_abandonments_{n}d"
+        for n in WINDOWS
+    )
+    return f"""
+WITH ev AS (
+    SELECT e.customer_id,
+        count(DISTINCT {order_key}) FILTER (WHERE e.name = '{ORDER}') AS frequency,
+        coalesce(sum(e.amount) FILTER (WHERE e.name = '{ORDER}'), 0) AS monetary,
+        min(e.timestamp) FILTER (WHERE e.name = '{ORDER}') AS first_order_at,
+        max(e.timestamp) FILTER (WHERE e.name = '{ORDER}') AS last_order_at,
+        count(DISTINCT {order_key}) FILTER (WHERE e.name = '{REFUND}') AS refunds,
+        coalesce(sum(abs(e.amount)) FILTER (WHERE e.name = '{REFUND}'), 0) AS refunded_value,
+        {window_counts},
+        count(DISTINCT nullif(e.product_id, ''))
+            FILTER (WHERE e.name = '{ORDER}' AND {product_line}) AS distinct_products,
+        count(DISTINCT nullif(e.properties->>'category', ''))
+            FILTER (WHERE e.name = '{ORDER}' AND {product_line}) AS distinct_categories
+    FROM ingest_event e
+    JOIN {allowed_table} a ON a.id = e.customer_id
+    WHERE e.type = 'track'
+        AND e.name IN ('{ORDER}', '{REFUND}', '{VIEW}', '{CART_ADD}')
+        AND e.timestamp <= %(as_of)s
+    GROUP BY e.customer_id
+),
+days AS (
+    SELECT e.customer_id,
+        {day_flags},
+        bool_or(e.name = '{ORDER}') AS ordered
+    FROM ingest_event e
+    JOIN {allowed_table} a ON a.id = e.customer_id
+    WHERE e.type = 'track'
+        AND e.name IN ('{ORDER}', '{CART_ADD}')
+        AND e.timestamp > %(as_of)s - interval '{max(WINDOWS)} days'
+        AND e.timestamp <= %(as_of)s
+    GROUP BY e.customer_id, date_trunc('day', e.timestamp AT TIME ZONE 'UTC')
+),
+abandoned AS (
+    SELECT customer_id,
+        {abandon_counts}
+    FROM days
+    GROUP BY customer_id
+),
+favourite AS (
+    SELECT DISTINCT ON (customer_id) customer_id, category
+    FROM (
+        SELECT e.customer_id, e.properties->>'category' AS category, count(*) AS lines
+        FROM ingest_event e
+        JOIN {allowed_table} a ON a.id = e.customer_id
+        WHERE e.type = 'track' AND e.name = '{ORDER}' AND {product_line}
+            AND e.timestamp <= %(as_of)s
+            AND coalesce(e.properties->>'category', '') <> ''
+        GROUP BY 1, 2
+    ) c
+    ORDER BY customer_id, lines DESC, category
+)
+SELECT a.id AS customer_id,
+    floor(extract(epoch FROM %(as_of)s - ev.last_order_at) / 86400)::int AS recency_days,
+    coalesce(ev.frequency, 0) AS frequency,
+    coalesce(ev.monetary, 0) AS monetary,
+    ev.monetary / nullif(ev.frequency, 0) AS avg_order_value,
+    floor(extract(epoch FROM %(as_of)s - ev.first_order_at) / 86400)::int AS tenure_days,
+    CASE WHEN ev.frequency > 1 THEN
+        extract(epoch FROM ev.last_order_at - ev.first_order_at) / 86400 / (ev.frequency - 1)
+    END AS days_between_orders,
+    ev.first_order_at,
+    ev.last_order_at,
+    coalesce(ev.refunds, 0) AS refunds,
+    coalesce(ev.refunded_value, 0) AS refunded_value,
+    {", ".join(f"coalesce(ev.{k}_{n}d, 0)" for k in ("views", "cart_adds") for n in WINDOWS)},
+    {", ".join(f"coalesce(ab.cart_abandonments_{n}d, 0)" for n in WINDOWS)},
+    coalesce(ev.distinct_products, 0) AS distinct_products,
+    coalesce(ev.distinct_categories, 0) AS distinct_categories,
+    coalesce(fav.category, '') AS favourite_category
+FROM {allowed_table} a
+LEFT JOIN ev ON ev.customer_id = a.id
+LEFT JOIN abandoned ab ON ab.customer_id = a.id
+LEFT JOIN favourite fav ON fav.customer_id = a.id
+"""  # noqa: S608 (names and constants only; values are parameters)
+
+
+def _upsert_sql() -> str:
+    columns = [c.strip() for c in FEATURE_SQL_COLUMNS.split(",")]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    return f"""
+INSERT INTO segmentation_customerfeatures (
+    customer_id, {FEATURE_SQL_COLUMNS},
+    feature_run_id, version, as_of, computed_at, rfm_r, rfm_f, rfm_m, rfm_segment
+)
+SELECT f.*, %(run)s, %(version)s, %(as_of)s, now(), NULL, NULL, NULL, ''
+FROM ({feature_select_sql(_ALLOWED_TABLE)}) f
+ON CONFLICT (customer_id) DO UPDATE SET {updates},
+    feature_run_id = EXCLUDED.feature_run_id, version = EXCLUDED.version,
+    as_of = EXCLUDED.as_of, computed_at = EXCLUDED.computed_at,
+    rfm_r = NULL, rfm_f = NULL, rfm_m = NULL, rfm_segment = ''
+"""  # noqa: S608 (constant)
+
+
+def allowed_customers_sql(
+    *, low: uuid.UUID | None = None, high: uuid.UUID | None = None
+) -> tuple[str, list[object]]:
+    """The ids of customers allowed for profiling in (low, high], as SQL and parameters."""
+    qs = customers_allowed_for(PROFILING)
+    if low is not None:
+        qs = qs.filter(id__gt=low)
+    if high is not None:
+        qs = qs.filter(id__lte=high)
+    sql, params = qs.values("id").query.sql_with_params()
+    return sql, list(params)
+
+
+def chunk_bounds(chunk_size: int) -> list[tuple[uuid.UUID | None, uuid.UUID | None]]:
+    """Ranges (low, high] of customer ids with about `chunk_size` allowed customers each."""
+    sql, params = allowed_customers_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM (SELECT a.id, row_number() OVER (ORDER BY a.id) AS n "  # noqa: S608
+            f"FROM ({sql}) a) x WHERE n %% %s = 0 ORDER BY id",
+            [*params, chunk_size],
+        )
+        cuts = [row[0] for row in cursor.fetchall()]
+    bounds: list[tuple[uuid.UUID | None, uuid.UUID | None]] = []
+    low: uuid.UUID | None = None
+    for cut in cuts:
+        bounds.append((low, cut))
+        low = cut
+    bounds.append((low, None))
+    return bounds
+
+
+def features_compute_chunk(
+    *,
+    run_id: uuid.UUID,
+    as_of: dt.datetime,
+    low: uuid.UUID | None,
+    high: uuid.UUID | None,
+) -> int:
+    """Compute and upsert the features of the allowed customers in (low, high]; the caller owns
+    the transaction (the temporary table is dropped at commit). Returns rows written."""
+    sql, params = allowed_customers_sql(low=low, high=high)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_ALLOWED_TABLE}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {_ALLOWED_TABLE} ON COMMIT DROP AS {sql}", params)
+        cursor.execute(f"ALTER TABLE {_ALLOWED_TABLE} ADD PRIMARY KEY (id)")
+        cursor.execute(f"ANALYZE {_ALLOWED_TABLE}")
+        cursor.execute(_upsert_sql(), {"run": run_id, "version": FEATURE_VERSION, "as_of": as_of})
+        return cursor.rowcount
+
+
+def features_remove_stale(*, run_id: uuid.UUID) -> int:
+    """Delete rows this run did not write, or whose customer is no longer allowed (a
+    withdrawal that raced the run). Returns rows deleted."""
+    sql, params = allowed_customers_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM segmentation_customerfeatures f "  # noqa: S608
+            "WHERE f.feature_run_id IS DISTINCT FROM %s "
+            f"OR NOT EXISTS (SELECT 1 FROM ({sql}) a WHERE a.id = f.customer_id)",
+            [run_id, *params],
+        )
+        return cursor.rowcount
+
+
+def rfm_scores_update() -> int:
+    """Score R, F, M quintiles and the segment name for every customer with an order, in one
+    UPDATE; the bins are those of `quintile_scores` (rank r of n in bin ceil(5 (r-1)/(n-1)))."""
+    grid = [(r, f, rfm_segment(r, f)) for r in range(1, 6) for f in range(1, 6)]
+    values = ", ".join(["(%s, %s, %s)"] * len(grid))
+    params = [v for cell in grid for v in cell]
+
+    def score(rank: str) -> str:
+        return f"CASE WHEN n = 1 THEN 1 ELSE greatest(1, (5 * {rank} + n - 2) / (n - 1)) END"
+
+    sql = f"""
+WITH ranked AS (
+    SELECT customer_id,
+        row_number() OVER (ORDER BY recency_days, customer_id) - 1 AS rr,
+        row_number() OVER (ORDER BY frequency, customer_id) - 1 AS fr,
+        row_number() OVER (ORDER BY monetary, customer_id) - 1 AS mr,
+        count(*) OVER () AS n
+    FROM segmentation_customerfeatures
+    WHERE frequency > 0
+),
+scored AS (
+    SELECT customer_id, 6 - {score("rr")} AS r, {score("fr")} AS f, {score("mr")} AS m
+    FROM ranked
+)
+UPDATE segmentation_customerfeatures t
+SET rfm_r = s.r, rfm_f = s.f, rfm_m = s.m, rfm_segment = g.name
+FROM scored s
+JOIN (VALUES {values}) AS g(r, f, name) ON g.r = s.r AND g.f = s.f
+WHERE t.customer_id = s.customer_id
+"""  # noqa: S608 (constant)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
