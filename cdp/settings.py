@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "cdp.profiles",
     "cdp.api",
     "cdp.ingest",
+    "cdp.privacy",
     "consent",
     "segmentation",
 ]

@@ -4,4 +4,7 @@ SCOPES: dict[str, str] = {
     "consent:read": "Read customers' consent state, history and receipts",
     "consent:write": "Record consent decisions",
     "profiles:read": "Read pseudonymous customer ids and identifiers",
+    "privacy:read": "Read data-subject requests and regulations (ids, dates, statuses)",
+    "privacy:write": "Forward data-subject requests and regulations",
+    "privacy:export": "Download data-subject export packages (personal data)",
 }

@@ -7,4 +7,5 @@ from cdp.api.views import WhoAmIView
 urlpatterns = [
     path("whoami", WhoAmIView.as_view(), name="api-whoami"),
     path("", include("consent.api.urls")),
+    path("", include("cdp.privacy.api.urls")),
 ]

@@ -3,6 +3,24 @@
 Export and erasure read this registry, so a field cannot be missed by them; a system check
 fails when a model has an encrypted field that is not registered here. Each app declares its
 fields in a `personal_data.py` module, imported when the app registry is ready.
+
+Erasure policy and export labels (read by `cdp.privacy`, declared by any app without importing it):
+
+    erasure_policy("billing.Invoice", ErasureAction.RETAIN,
+                   reason="Invoices are kept ten years for tax law", basis="Art. 17(3)(b)",
+                   anonymise={"customer_note": None})
+    export_label("segments.SegmentMembership", title="Segment memberships",
+                 explanation="Membership is decided by the segment's rule ...", profiling=True)
+
+Every concrete model with a ForeignKey/OneToOne to `profiles.Customer` is subject data. Without a
+declaration its rows are deleted on erasure (`DELETE`, the default). `ANONYMISE` keeps the rows,
+detaches them from the subject (the foreign key must be nullable) and overwrites the named
+fields (encrypted fields are always nulled); `RETAIN` does the same but is recorded on the
+erasure certificate as an Art. 17(3) exception with its reason. A model without a foreign key
+to the customer that still holds its id or blind indexes by design (an append-only ledger, the
+suppression list) declares `RETAIN` so the residue scan lists it as an exception, not residue.
+`export_label` gives a model a readable title in the access package, an explanation of how its
+rows were decided (features, segments, clusters, scores) and marks profiling (GDPR Art. 22).
 """
 
 from __future__ import annotations
@@ -54,6 +72,79 @@ def personal_fields() -> list[PersonalField]:
 def personal_fields_of(model: type[models.Model]) -> list[PersonalField]:
     label = model._meta.label_lower
     return [f for (m, _), f in sorted(_registry.items()) if m == label]
+
+
+class ErasureAction(StrEnum):
+    DELETE = "delete"
+    ANONYMISE = "anonymise"
+    RETAIN = "retain"
+
+
+@dataclass(frozen=True)
+class ErasurePolicy:
+    model: str  # "app_label.ModelName"
+    action: ErasureAction
+    reason: str = ""
+    basis: str = ""
+    anonymise: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportLabel:
+    model: str
+    title: str
+    explanation: str = ""
+    profiling: bool = False
+
+
+_policies: dict[str, ErasurePolicy] = {}
+_labels: dict[str, ExportLabel] = {}
+
+
+def erasure_policy(
+    model: str,
+    action: ErasureAction | str = ErasureAction.DELETE,
+    *,
+    reason: str = "",
+    basis: str = "",
+    anonymise: dict[str, object] | None = None,
+) -> ErasurePolicy:
+    """Declare how erasure treats a model's rows (see the module docstring)."""
+    action = ErasureAction(action)
+    if action == ErasureAction.RETAIN and not reason.strip():
+        raise ValueError(f"{model}: a retained model needs the reason it must be kept")
+    entry = ErasurePolicy(model, action, reason, basis, tuple(sorted((anonymise or {}).items())))
+    _policies[model.lower()] = entry
+    return entry
+
+
+def erasure_policy_of(model: type[models.Model] | str) -> ErasurePolicy:
+    label = model if isinstance(model, str) else model._meta.label
+    return _policies.get(label.lower()) or ErasurePolicy(label, ErasureAction.DELETE)
+
+
+def erasure_policies() -> list[ErasurePolicy]:
+    return sorted(_policies.values(), key=lambda p: p.model.lower())
+
+
+def export_label(
+    model: str, *, title: str, explanation: str = "", profiling: bool = False
+) -> ExportLabel:
+    """Declare how a model appears in the access package (title, explanation, profiling)."""
+    entry = ExportLabel(model, title, explanation, profiling)
+    _labels[model.lower()] = entry
+    return entry
+
+
+def export_label_of(model: type[models.Model]) -> ExportLabel:
+    label = model._meta.label
+    return _labels.get(label.lower()) or ExportLabel(
+        label, str(model._meta.verbose_name_plural).capitalize()
+    )
+
+
+def export_labels() -> list[ExportLabel]:
+    return sorted(_labels.values(), key=lambda p: p.model.lower())
 
 
 def is_registered(model: type[models.Model], field: str) -> bool:

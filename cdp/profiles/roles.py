@@ -60,6 +60,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "ingest.view_source",
         "ingest.view_propertyclass",
         "ingest.view_suppression",
+        "privacy.*",
     ],
     # Analysts see segments and personas (added with segmentation), never raw personal data;
     # they may read consent states (who may be used for what), not change them.

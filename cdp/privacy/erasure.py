@@ -1,0 +1,316 @@
+"""Erasure: delete or detach every row of the subject, shred its data keys, suppress its
+identifiers, scan for residue and certify the result. Also the journal replay after a restore.
+
+`erase_customers` is the core shared by a request (`dsr_execute_erasure`) and
+`replay_erasures`. Rows of models with a foreign key to the customer are deleted unless their
+app declared ANONYMISE or RETAIN (`cdp.crypto.registry.erasure_policy`); then Customer rows go
+(Django's collector fast-deletes what cascades), registered blind-index columns outside those
+models are cleared, data keys are destroyed (so backups and append-only copies can no longer
+be read), suppression entries are written and the consent withdrawal hooks are scheduled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.db import transaction
+from django.utils import timezone
+
+from cdp.audit.services import SYSTEM, audit_record
+from cdp.crypto.fields import EncryptedField
+from cdp.crypto.registry import ErasureAction, erasure_policy_of
+from cdp.crypto.subject_keys import subject_key_shred
+from cdp.ingest.models import Suppression
+from cdp.privacy.models import (
+    DataSubjectRequest,
+    ErasureCertificate,
+    ErasureJournal,
+    ExportPackage,
+    RequestStatus,
+    Verification,
+)
+from cdp.privacy.subjects import (
+    blind_index_columns,
+    residue_scan,
+    subject_customer_ids,
+    subject_identifiers,
+    subject_relations,
+)
+from cdp.profiles.models import Customer, IdentityKind
+
+SUPPRESSIBLE = {k.value for k in IdentityKind}
+
+
+@dataclass
+class ErasureOutcome:
+    deleted: Counter[str] = field(default_factory=Counter)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    keys_shredded: int = 0
+    suppressions: int = 0
+
+
+def _detach(relation: Any, ids: list[uuid.UUID], outcome: ErasureOutcome) -> None:
+    """ANONYMISE / RETAIN: keep the rows, cut them from the subject, overwrite what was named."""
+    model, fk = relation.model, relation.field
+    policy = erasure_policy_of(model)
+    if not fk.null:
+        raise RuntimeError(
+            f"{model._meta.label}.{fk.name} must be nullable for erasure policy {policy.action}"
+        )
+    changes: dict[str, Any] = {fk.name: None}
+    for f in model._meta.concrete_fields:
+        if isinstance(f, EncryptedField) and f.null:
+            changes[f.name] = None
+    changes.update(dict(policy.anonymise))
+    rows = model._base_manager.filter(**{f"{fk.name}__in": ids}).update(**changes)
+    if rows:
+        entry = {"table": model._meta.db_table, "model": model._meta.label, "rows": rows}
+        if policy.action == ErasureAction.RETAIN:
+            entry.update(action="retained", reason=policy.reason, basis=policy.basis)
+        else:
+            entry.update(action="anonymised", fields=sorted(changes))
+        outcome.kept.append(entry)
+
+
+def erase_customers(
+    customer_ids: Iterable[uuid.UUID],
+    identifiers: Iterable[tuple[str, bytes]],
+    *,
+    suppress: bool,
+) -> ErasureOutcome:
+    """Erase the customers (call inside a transaction). Safe to run again: a second run finds
+    nothing to delete and the suppression insert ignores duplicates."""
+    ids = sorted(set(customer_ids))
+    indexes = {(k, bytes(v)) for k, v in identifiers}
+    outcome = ErasureOutcome()
+    relations = subject_relations()
+    for relation in relations:
+        policy = erasure_policy_of(relation.model)
+        if policy.action in (ErasureAction.ANONYMISE, ErasureAction.RETAIN):
+            _detach(relation, ids, outcome)
+    for relation in relations:
+        if erasure_policy_of(relation.model).action == ErasureAction.DELETE:
+            qs = relation.model._base_manager.filter(**{f"{relation.field.name}__in": ids})
+            _, per_model = qs.delete()
+            outcome.deleted.update({k: v for k, v in per_model.items() if v})
+    _, per_model = Customer._base_manager.filter(id__in=ids).delete()
+    outcome.deleted.update({k: v for k, v in per_model.items() if v})
+    blobs = [v for _, v in indexes]
+    for model, column in blind_index_columns():
+        if erasure_policy_of(model).action != ErasureAction.DELETE or not blobs:
+            continue
+        _, per_model = model._base_manager.filter(**{f"{column}__in": blobs}).delete()
+        outcome.deleted.update({k: v for k, v in per_model.items() if v})
+    log_rows, _ = LogEntry.objects.filter(object_id__in=[str(i) for i in ids]).delete()
+    if log_rows:
+        outcome.deleted["admin.LogEntry"] += log_rows
+    # Stored exports and free text kept with the subject's requests go too.
+    requests = DataSubjectRequest.objects.filter(customer_id__in=ids)
+    packages, _ = ExportPackage.objects.filter(request__in=requests).delete()
+    if packages:
+        outcome.deleted["privacy.ExportPackage"] += packages
+    Verification.objects.filter(request__in=requests).update(evidence_note=None)
+    requests.update(changes=None)
+    for customer_id in ids:
+        outcome.keys_shredded += int(subject_key_shred(customer_id))
+    if suppress:
+        rows = [
+            Suppression(kind=kind, value_index=value, reason="erasure")
+            for kind, value in sorted(indexes)
+            if kind in SUPPRESSIBLE
+        ]
+        before = Suppression.objects.count()
+        Suppression.objects.bulk_create(rows, ignore_conflicts=True)
+        outcome.suppressions = Suppression.objects.count() - before
+    from consent.services import consent_customer_restricted
+
+    for customer_id in ids:
+        consent_customer_restricted(customer_id=customer_id)
+    return outcome
+
+
+def _certificate_signature(content: dict[str, Any]) -> str:
+    body = json.dumps(content, sort_keys=True, default=str).encode()
+    key = hmac.new(settings.CDP_AUDIT_KEY, b"cdp-erasure-certificate|v1", hashlib.sha256).digest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def certificate_verify(certificate: ErasureCertificate) -> bool:
+    """Does the certificate still carry the signature of its content (not edited since)?"""
+    expected = _certificate_signature(_certificate_content(certificate))
+    return hmac.compare_digest(expected, certificate.signature)
+
+
+def _certificate_content(cert: ErasureCertificate) -> dict[str, Any]:
+    return {
+        "request": str(cert.request_id),
+        "deleted": cert.deleted,
+        "kept": cert.kept,
+        "scan": cert.scan,
+        "clean": cert.clean,
+        "keys_shredded": cert.keys_shredded,
+        "suppressions": cert.suppressions,
+    }
+
+
+def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCertificate:
+    """Erase the request's subject, scan for residue and issue the certificate, in one
+    transaction (the scan sees the deletions; a failure leaves everything as it was).
+
+    The request completes when the scan is clean, and fails (certificate kept) when residue is
+    found outside the declared exceptions. An unknown subject completes with a report saying so;
+    its identifier is still suppressed when the request asks for suppression.
+    """
+    with transaction.atomic():
+        request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+        existing = ErasureCertificate.objects.filter(request=request).first()
+        if existing is not None:
+            return existing
+        found = (
+            request.customer_id is not None
+            and Customer.objects.filter(pk=request.customer_id).exists()
+        )
+        ids = subject_customer_ids(request.customer_id) if found else []
+        identifiers = subject_identifiers(ids) if found else set()
+        if request.subject_index and request.subject_kind in SUPPRESSIBLE:
+            identifiers.add((request.subject_kind, bytes(request.subject_index)))
+        outcome = erase_customers(ids, identifiers, suppress=request.suppress)
+        scan_ids = ids or ([request.customer_id] if request.customer_id else [])
+        scan = residue_scan(scan_ids, [v for _, v in identifiers])
+        ErasureJournal.objects.create(
+            request=request,
+            customer_ids=ids,
+            identifiers=sorted([k, v.hex()] for k, v in identifiers),
+            suppress=request.suppress,
+        )
+        cert = ErasureCertificate(
+            request=request,
+            deleted=dict(sorted(outcome.deleted.items())),
+            kept=outcome.kept,
+            scan=scan.as_dict(),
+            clean=scan.clean,
+            keys_shredded=outcome.keys_shredded,
+            suppressions=outcome.suppressions,
+        )
+        cert.signature = _certificate_signature(_certificate_content(cert))
+        cert.save(force_insert=True)
+        now = timezone.now()
+        request.status = RequestStatus.COMPLETED if scan.clean else RequestStatus.FAILED
+        request.completed_at = now
+        request.subject_found = found
+        request.report = {
+            "subject_found": found,
+            "customers_erased": len(ids),
+            "rows_deleted": sum(outcome.deleted.values()),
+            "certificate": str(cert.id),
+            "scan_clean": scan.clean,
+            **({} if found else {"message": "the platform holds no data on this subject"}),
+        }
+        request.save(update_fields=["status", "completed_at", "subject_found", "report"])
+        audit_record(
+            actor=actor,
+            action="privacy.erasure",
+            object_type="privacy.request",
+            object_id=str(request.id),
+            details={
+                "deleted": cert.deleted,
+                "kept": [{"table": k["table"], "rows": k["rows"]} for k in cert.kept],
+                "keys_shredded": cert.keys_shredded,
+                "suppressions": cert.suppressions,
+                "scan_clean": scan.clean,
+                "residue_tables": sorted({r["table"] for r in scan.residue}),
+                "certificate": str(cert.id),
+            },
+        )
+    return cert
+
+
+@dataclass
+class ReplayReport:
+    entries: int = 0
+    customers_erased: int = 0
+    rows_deleted: int = 0
+    suppressions: int = 0
+
+
+def _journal_identifiers(raw: list[list[str]]) -> set[tuple[str, bytes]]:
+    return {(kind, bytes.fromhex(value)) for kind, value in raw}
+
+
+def erasures_replay(
+    *, entries: Iterable[dict[str, Any]] | None = None, actor: str = SYSTEM
+) -> ReplayReport:
+    """Re-apply journalled erasures (after a database restore): erase any customer that is
+    back, by id or by one of the journalled identifiers, and restore the suppression entries.
+
+    `entries` are journal rows as dicts (from an exported file); default: the journal table.
+    Idempotent: a second run finds nothing left to erase.
+    """
+    from cdp.profiles.models import Identity
+
+    report = ReplayReport()
+    rows = (
+        entries
+        if entries is not None
+        else ErasureJournal.objects.order_by("id").values("customer_ids", "identifiers", "suppress")
+    )
+    for entry in rows:
+        identifiers = _journal_identifiers(entry["identifiers"])
+        with transaction.atomic():
+            ids = {uuid.UUID(str(i)) for i in entry["customer_ids"]}
+            ids = set(Customer.objects.filter(id__in=ids).values_list("id", flat=True))
+            for kind, value in identifiers:
+                ids.update(
+                    Identity.objects.filter(kind=kind, value_index=value).values_list(
+                        "customer_id", flat=True
+                    )
+                )
+            every = set()
+            for customer_id in ids:
+                every.update(subject_customer_ids(customer_id))
+            outcome = erase_customers(
+                every, identifiers | subject_identifiers(every), suppress=entry["suppress"]
+            )
+            report.entries += 1
+            report.customers_erased += len(every)
+            report.rows_deleted += sum(outcome.deleted.values())
+            report.suppressions += outcome.suppressions
+            if every or outcome.suppressions:
+                audit_record(
+                    actor=actor,
+                    action="privacy.erasure_replay",
+                    object_type="privacy.erasurejournal",
+                    details={
+                        "customers_erased": len(every),
+                        "deleted": dict(outcome.deleted),
+                        "suppressions": outcome.suppressions,
+                    },
+                )
+    if entries is None:
+        ErasureJournal.objects.filter(replayed_at__isnull=True).update(replayed_at=timezone.now())
+    return report
+
+
+def erasure_journal_export() -> list[dict[str, Any]]:
+    """The journal as plain JSON-ready dicts, to keep outside the database it protects."""
+    return [
+        {
+            "id": row["id"],
+            "created_at": row["created_at"].isoformat(),
+            "customer_ids": [str(i) for i in row["customer_ids"]],
+            "identifiers": row["identifiers"],
+            "suppress": row["suppress"],
+        }
+        for row in ErasureJournal.objects.order_by("id").values(
+            "id", "created_at", "customer_ids", "identifiers", "suppress"
+        )
+    ]

@@ -1,0 +1,218 @@
+"""Where a data subject's rows are: discovered from Django's model graph, not listed by hand.
+
+Every concrete model (auto-created many-to-many tables included) with a ForeignKey or OneToOne
+to `profiles.Customer` holds subject data; apps declare exceptions through
+`cdp.crypto.registry.erasure_policy`, so a new model is covered without importing this package.
+The residue scan goes further and reads every column of every table of the schema that could
+hold an id or a blind index, whether Django knows the table or not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.db import connection, models
+
+from cdp.crypto.registry import Category, ErasureAction, erasure_policies, personal_fields
+from cdp.profiles.models import Customer, Identity
+
+PRIVACY_APP = "privacy"
+
+
+@dataclass(frozen=True)
+class Relation:
+    model: type[models.Model]
+    field: models.Field  # the FK/OneToOne to Customer
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+
+def subject_relations() -> list[Relation]:
+    """Every (model, foreign key) that points at a customer, ordered by model label."""
+    found = []
+    for model in apps.get_models(include_auto_created=True):
+        meta = model._meta
+        if meta.proxy or not meta.managed or model is Customer or meta.app_label == PRIVACY_APP:
+            continue
+        for f in meta.concrete_fields:
+            if f.is_relation and (f.many_to_one or f.one_to_one) and f.related_model is Customer:
+                found.append(Relation(model, f))
+    return sorted(found, key=lambda r: (r.label, r.field.name))
+
+
+def subject_customer_ids(customer_id: uuid.UUID) -> list[uuid.UUID]:
+    """The customer and every profile merged into it (directly or through others)."""
+    ids = {customer_id}
+    frontier = [customer_id]
+    while frontier:
+        frontier = list(
+            Customer.objects.filter(merged_into_id__in=frontier)
+            .exclude(id__in=ids)
+            .values_list("id", flat=True)
+        )
+        ids.update(frontier)
+    return sorted(ids)
+
+
+def subject_identifiers(customer_ids: Iterable[uuid.UUID]) -> set[tuple[str, bytes]]:
+    """(kind, blind index) of every identifier of the customers: identities and profile indexes."""
+    ids = list(customer_ids)
+    found = {
+        (kind, bytes(index))
+        for kind, index in Identity.objects.filter(customer_id__in=ids).values_list(
+            "kind", "value_index"
+        )
+    }
+    for email_index, phone_index in Customer.objects.filter(id__in=ids).values_list(
+        "email_index", "phone_index"
+    ):
+        if email_index:
+            found.add(("email", bytes(email_index)))
+        if phone_index:
+            found.add(("phone", bytes(phone_index)))
+    return found
+
+
+def blind_index_columns() -> list[tuple[type[models.Model], str]]:
+    """Registered blind-index fields of models that are not linked to customers by a key."""
+    linked = {r.model for r in subject_relations()} | {Customer}
+    out = []
+    for entry in personal_fields():
+        if entry.category != Category.BLIND_INDEX:
+            continue
+        try:
+            model = entry.model_class()
+        except LookupError:
+            continue
+        if model not in linked:
+            out.append((model, entry.field))
+    return out
+
+
+def exception_tables() -> dict[str, dict[str, str]]:
+    """Tables where a subject's id or blind indexes may stay by design, with the reason."""
+    tables: dict[str, dict[str, str]] = {}
+    for policy in erasure_policies():
+        if policy.action != ErasureAction.RETAIN:
+            continue
+        try:
+            model = apps.get_model(policy.model)
+        except LookupError:
+            continue
+        tables[model._meta.db_table] = {
+            "model": model._meta.label,
+            "reason": policy.reason,
+            "basis": policy.basis,
+        }
+    return tables
+
+
+# --- the residue scan ---------------------------------------------------------------------------
+
+_TEXT_TYPES = {"text", "character varying", "character"}
+_JSON_TYPES = {"json", "jsonb"}
+
+
+@dataclass
+class ScanResult:
+    tables: int = 0
+    columns: int = 0
+    residue: list[dict[str, Any]] = field(default_factory=list)
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.residue
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tables_scanned": self.tables,
+            "columns_scanned": self.columns,
+            "clean": self.clean,
+            "residue": self.residue,
+            "exceptions": self.exceptions,
+        }
+
+
+def _columns() -> dict[str, list[tuple[str, str]]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+            "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
+            "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
+            "WHERE c.table_schema = current_schema() ORDER BY c.table_name, c.ordinal_position"
+        )
+        tables: dict[str, list[tuple[str, str]]] = {}
+        for table, column, data_type in cursor.fetchall():
+            if (
+                data_type == "uuid"
+                or data_type in _TEXT_TYPES | _JSON_TYPES
+                or data_type == "bytea"
+            ):
+                tables.setdefault(table, []).append((column, data_type))
+    return tables
+
+
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def residue_scan(
+    customer_ids: Iterable[uuid.UUID], indexes: Iterable[bytes], *, tables: Iterable[str] = ()
+) -> ScanResult:
+    """Search every table for the ids (uuid columns; text and JSON as text, with or without
+    dashes) and the blind indexes (bytea columns). One sequential pass per table.
+
+    `tables` restricts the scan (tests); by default every base table of the schema is read.
+    Hits in tables declared RETAIN are reported as exceptions, every other hit is residue.
+    """
+    from cdp.profiles.resolution import raw_cursor
+
+    ids = list(customer_ids)
+    blobs = list({bytes(i) for i in indexes})
+    patterns = [f"%{i}%" for i in ids] + [f"%{i.hex}%" for i in ids]
+    allowed = exception_tables()
+    wanted = set(tables)
+    result = ScanResult()
+    with raw_cursor() as cursor:
+        for table, columns in _columns().items():
+            if wanted and table not in wanted:
+                continue
+            probes: list[tuple[str, str]] = []
+            params: list[Any] = []
+            for column, data_type in columns:
+                q = _quote(column)
+                if data_type == "uuid":
+                    if ids:
+                        probes.append((column, f"{q} = ANY(%s::uuid[])"))
+                        params.append(ids)
+                elif data_type == "bytea":
+                    if blobs:
+                        probes.append((column, f"{q} = ANY(%s::bytea[])"))
+                        params.append(blobs)
+                elif ids:
+                    text = f"{q}::text" if data_type in _JSON_TYPES else q
+                    probes.append((column, f"{text} LIKE ANY(%s::text[])"))
+                    params.append(patterns)
+            if not probes:
+                continue
+            result.tables += 1
+            result.columns += len(probes)
+            selects = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, cond in probes)
+            cursor.execute(f"SELECT {selects} FROM {_quote(table)}", params)  # noqa: S608
+            counts = cursor.fetchone()
+            for (column, _), count in zip(probes, counts, strict=True):
+                if not count:
+                    continue
+                hit = {"table": table, "column": column, "rows": count}
+                if table in allowed:
+                    result.exceptions.append({**hit, **allowed[table]})
+                else:
+                    result.residue.append(hit)
+    return result
