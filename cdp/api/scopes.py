@@ -4,6 +4,8 @@ SCOPES: dict[str, str] = {
     "consent:read": "Read customers' consent state, history and receipts",
     "consent:write": "Record consent decisions",
     "profiles:read": "Read pseudonymous customer ids and identifiers",
+    "segments:read": "List segments and their members (pseudonymous ids and user ids)",
+    "segments:webhooks": "Manage webhook subscriptions to segment enter/leave changes",
     "privacy:read": "Read data-subject requests and regulations (ids, dates, statuses)",
     "privacy:write": "Forward data-subject requests and regulations",
     "privacy:export": "Download data-subject export packages (personal data)",

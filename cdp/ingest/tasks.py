@@ -6,6 +6,7 @@ import uuid
 
 from celery import shared_task
 
+from cdp.ingest.hooks import touched_hooks_run
 from cdp.profiles.models import Customer
 
 
@@ -13,8 +14,10 @@ from cdp.profiles.models import Customer
 def customers_touched(ids: list[str]) -> int:
     """Customers whose profile or events just changed (ids only, never personal data).
 
-    The hook for real-time work after ingestion: segment re-checks arrive with segmentation.
-    For now it counts the ids that still exist; safe to run twice.
+    Runs the hooks of `cdp.ingest.hooks` (real-time segment checks) for the ids that still
+    exist and returns their number; safe to run twice.
     """
     wanted = [uuid.UUID(i) for i in ids]
-    return Customer.objects.filter(id__in=wanted).count()
+    existing = list(Customer.objects.filter(id__in=wanted).values_list("id", flat=True))
+    touched_hooks_run(existing)  # real-time segment checks (registered by segmentation)
+    return len(existing)

@@ -27,6 +27,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.*",
         "ingest.*",
         "segmentation.*",
+        "segments.*",
     ],
     CONSENT_ADMIN: [
         "profiles.view_customer",
@@ -72,6 +73,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "segmentation.add_featurerun",
         "segmentation.start_clusteringrun",
         "segmentation.change_persona",
+        "segments.view_segment",
+        "segments.add_segment",
+        "segments.change_segment",
+        "segments.refresh_segment",
+        "segments.preview_segment",
+        "segments.view_segmentrefresh",
+        "segments.view_segmentmembership",
     ],
 }
 
