@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Count, QuerySet
 
-from segmentation.models import ClusteringRun, FeatureRun, Persona, RunStatus
+from segmentation.models import ClusteringRun, CustomerFeatures, FeatureRun, Persona, RunStatus
 
 
 @dataclass(frozen=True)
@@ -128,3 +129,73 @@ def run_status(*, run: ClusteringRun) -> dict[str, Any]:
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
+
+
+def rfm_grid() -> dict[tuple[int, int], int]:
+    """Customers per (R, F) score pair, for the heatmap (one GROUP BY)."""
+    rows = (
+        CustomerFeatures.objects.filter(rfm_r__isnull=False)
+        .values_list("rfm_r", "rfm_f")
+        .annotate(n=Count("*"))
+    )
+    return {(r, f): n for r, f, n in rows}
+
+
+def rfm_segment_counts() -> list[tuple[str, int]]:
+    rows = (
+        CustomerFeatures.objects.exclude(rfm_segment="")
+        .values_list("rfm_segment")
+        .annotate(n=Count("*"))
+        .order_by("-n")
+    )
+    return [(name, n) for name, n in rows]
+
+
+@dataclass(frozen=True)
+class CohortRetention:
+    cohorts: list[str]
+    sizes: list[int]
+    retention: list[list[float | None]]
+
+
+def cohort_retention(*, max_cohorts: int = 12) -> CohortRetention:
+    """Share of each acquisition month's customers (first order, profiling-consented: those
+    with features) who ordered again N months later, for the latest `max_cohorts` months."""
+    sql = """
+WITH c AS (
+    SELECT customer_id, date_trunc('month', first_order_at AT TIME ZONE 'UTC') AS cohort
+    FROM segmentation_customerfeatures WHERE first_order_at IS NOT NULL
+),
+recent AS (
+    SELECT * FROM c WHERE cohort > (SELECT max(cohort) FROM c) - make_interval(months => %s)
+),
+act AS (
+    SELECT DISTINCT e.customer_id, date_trunc('month', e.timestamp AT TIME ZONE 'UTC') AS month
+    FROM ingest_event e JOIN recent r ON r.customer_id = e.customer_id
+    WHERE e.type = 'track' AND e.name = 'Order Completed'
+)
+SELECT r.cohort, (extract(year FROM age(a.month, r.cohort)) * 12
+    + extract(month FROM age(a.month, r.cohort)))::int AS since, count(*)
+FROM act a JOIN recent r ON r.customer_id = a.customer_id
+WHERE a.month >= r.cohort
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [max_cohorts])
+        rows = cursor.fetchall()
+    by_cohort: dict[Any, dict[int, int]] = {}
+    for cohort, since, n in rows:
+        by_cohort.setdefault(cohort, {})[since] = n
+    cohorts = sorted(by_cohort)
+    if not cohorts:
+        return CohortRetention([], [], [])
+    last = cohorts[-1]
+    out = CohortRetention([], [], [])
+    for cohort in cohorts:
+        counts = by_cohort[cohort]
+        size = counts.get(0, 0)
+        span = (last.year - cohort.year) * 12 + last.month - cohort.month
+        out.cohorts.append(f"{cohort:%Y-%m}")
+        out.sizes.append(size)
+        out.retention.append([counts.get(m, 0) / size if size else None for m in range(span + 1)])
+    return out

@@ -4,6 +4,8 @@ SCOPES: dict[str, str] = {
     "consent:read": "Read customers' consent state, history and receipts",
     "consent:write": "Record consent decisions",
     "profiles:read": "Read pseudonymous customer ids and identifiers",
+    "segmentation:read": "Read clustering runs, their metrics and personas (aggregates only)",
+    "segmentation:write": "Start clustering runs",
     "segments:read": "List segments and their members (pseudonymous ids and user ids)",
     "segments:webhooks": "Manage webhook subscriptions to segment enter/leave changes",
     "privacy:read": "Read data-subject requests and regulations (ids, dates, statuses)",

@@ -121,3 +121,19 @@ def grant_profiling(customer_ids: list[uuid.UUID], *, granted: bool = True) -> N
         ],
         actor="test",
     )
+
+
+def clustered_run(*, modulo: int = 40, k: int = 3):
+    """Load one customer in `modulo`, grant profiling, compute features and run k-means."""
+    from segmentation.services import (
+        clustering_run_create,
+        clustering_run_execute,
+        features_compute,
+    )
+
+    lines = read_lines(lambda customer: customer % modulo == 0)
+    customers = load_events(lines)
+    grant_profiling(list(customers.values()))
+    features_compute(actor="test", as_of=max(x.when for x in lines) + dt.timedelta(days=1))
+    run = clustering_run_create(actor="test", params={"k": k}, name="retail", enqueue=False)
+    return clustering_run_execute(run_id=run.pk)
