@@ -397,3 +397,55 @@ def _notify(segment: Segment, *, entered: Iterable[Any], left: Iterable[Any]) ->
     for delivery in created:
         transaction.on_commit(lambda d=delivery.pk: webhook_deliver.delay(str(d)), robust=True)
     return len(created)
+
+
+def webhook_subscription_create(
+    *, segment: Segment, url: str, events: Sequence[str], actor: str
+) -> tuple[WebhookSubscription, str]:
+    """Subscribe `url` to the segment's enter/leave changes. Returns the subscription and its
+    signing secret, which is shown this once and never stored. Audited (without the URL's path,
+    which may carry a token)."""
+    from urllib.parse import urlsplit
+
+    from segmentation.segments.webhooks import new_salt, webhook_secret
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ApplicationError(
+            "webhook_url_invalid",
+            "the URL must be http(s) with a host",
+            fields={"url": ["invalid"]},
+        )
+    chosen = list(dict.fromkeys(events)) or [WebhookEvent.ENTER, WebhookEvent.LEAVE]
+    unknown = [e for e in chosen if e not in WebhookEvent.values]
+    if unknown:
+        raise ApplicationError(
+            "webhook_events_invalid",
+            "events must be 'enter' and/or 'leave'",
+            fields={"events": ["unknown event"]},
+        )
+    with transaction.atomic():
+        subscription = WebhookSubscription.objects.create(
+            segment=segment, url=url, events=chosen, secret_salt=new_salt(), created_by=actor
+        )
+        audit_record(
+            actor=actor,
+            action="segment.webhook_create",
+            object_type="segments.webhooksubscription",
+            object_id=str(subscription.pk),
+            details={"segment": str(segment.pk), "host": parts.hostname, "events": chosen},
+        )
+    return subscription, webhook_secret(subscription)
+
+
+def webhook_subscription_delete(*, subscription: WebhookSubscription, actor: str) -> None:
+    """Stop deliveries to a subscription (its delivery log goes with it). Audited."""
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="segment.webhook_delete",
+            object_type="segments.webhooksubscription",
+            object_id=str(subscription.pk),
+            details={"segment": str(subscription.segment_id)},
+        )
+        subscription.delete()
