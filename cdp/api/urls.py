@@ -7,7 +7,7 @@ from cdp.api.views import WhoAmIView
 urlpatterns = [
     path("whoami", WhoAmIView.as_view(), name="api-whoami"),
     path("", include("consent.api.urls")),
-    path("", include("segmentation.segments.api.urls")),
     path("", include("segmentation.api.urls")),
+    path("", include("segmentation.segments.api.urls")),
     path("", include("cdp.privacy.api.urls")),
 ]
