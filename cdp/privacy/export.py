@@ -113,7 +113,7 @@ def _rows(
     fields = [f for f in meta.concrete_fields if f.name not in blind]
     names = [f.attname for f in fields]
     rows = []
-    related: dict[type[models.Model], set[Any]] = {}
+    related: dict[tuple[type[models.Model], str], set[Any]] = {}
     for values in (
         model._base_manager.filter(**lookup).order_by(meta.pk.attname).values_list(*names)
     ):
@@ -127,13 +127,13 @@ def _rows(
                     value = Sealed(bytes(value))
                 value = _withhold(f.open(holder, value))
             elif f.is_relation and value is not None and f.related_model is not Customer:
-                related.setdefault(f.related_model, set()).add(value)
+                related.setdefault((f.related_model, f.target_field.name), set()).add(value)
             row[f.name] = _plain(value)
         rows.append(row)
     # Related rows (a segment, a clustering run, a source): their label and whatever explains
     # the decision (rule, definition, algorithm), loaded once per model.
-    for rel_model, keys in related.items():
-        objects = rel_model._base_manager.in_bulk(list(keys))
+    for (rel_model, to_field), keys in related.items():
+        objects = rel_model._base_manager.in_bulk(list(keys), field_name=to_field)
         explain = [
             f.name
             for f in rel_model._meta.concrete_fields
@@ -148,7 +148,7 @@ def _rows(
             for k, o in objects.items()
         }
         for f in fields:
-            if f.is_relation and f.related_model is rel_model:
+            if f.is_relation and f.related_model is rel_model and f.target_field.name == to_field:
                 for row in rows:
                     if row[f.name] is not None:
                         row[f.name] = described.get(str(row[f.name]), row[f.name])

@@ -1,9 +1,9 @@
 """Re-apply journalled erasures, e.g. after restoring a backup taken before some of them.
 
-    manage.py replay_erasures                 # from the journal table
-    manage.py replay_erasures --file j.json   # from an exported journal (the restored database
-                                              # may predate the erasures and so lack them)
-    manage.py replay_erasures --export j.json # write the journal out, to keep off-database
+manage.py replay_erasures                 # from the journal table
+manage.py replay_erasures --file j.json   # from an exported journal (the restored database
+                                          # may predate the erasures and so lack them)
+manage.py replay_erasures --export j.json # write the journal out, to keep off-database
 """
 
 from __future__ import annotations
