@@ -16,12 +16,17 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 SEGMENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_ID_LENGTH = 255
 MAX_NAME_LENGTH = 255
 CLAMP_AFTER = dt.timedelta(days=1)
 # NUL cannot be stored in PostgreSQL text or jsonb; json.dumps writes it as \u0000.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# orjson reads integers past 64 bits as floats; a body with such a run of digits (anywhere,
+# strings included) is left to the standard library, which keeps them exact.
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 class RequestError(Exception):
@@ -109,6 +114,15 @@ def parse_json(data: bytes) -> tuple[Any, str]:
         raise RequestError(400, "invalid_utf8", "request body is not valid UTF-8") from None
     if not text.strip():
         raise RequestError(400, "empty_body", "request body is empty")
+    if _LONG_DIGITS.search(text) is None:
+        # orjson (several times faster) accepts a subset of what the standard library parses
+        # here: whatever it refuses (NaN, an overflowing number, an unpaired surrogate escape,
+        # nesting past its limit, any syntax error) goes to the standard library below, which
+        # decides, so the answers are the same.
+        try:
+            return orjson.loads(data), text
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant), text
     except RecursionError:

@@ -1,8 +1,9 @@
 """Identity resolution for a whole batch at once, profile creation in bulk, merges and unmerge.
 
-`resolution_plan` reads every identifier of a batch with two queries (owners, and the identifier
-counts of the profiles found), then decides in memory, message by message, which profile each
-message belongs to, which identifiers to link and which profiles to merge. `resolution_apply`
+`resolution_plan` reads the owners of every identifier of a batch with one query (and the
+identifier counts of the profiles found with a second, only when some message needs a link or
+merge decision), then decides in memory, message by message, which profile each message
+belongs to, which identifiers to link and which profiles to merge. `resolution_apply`
 writes that plan set-based inside the caller's transaction. Merge protection (against the
 over-merging users of other CDPs complain about):
 
@@ -302,34 +303,28 @@ class _Planner:
         return primary
 
 
-_LOOKUP = """
-WITH owners AS (
-    SELECT DISTINCT i.value_index, i.customer_id, c.status, c.merged_into_id
-    FROM unnest(%b::varchar[], %b::bytea[]) AS w(kind, value_index)
-    -- LIMIT 1 keeps this a per-identifier probe of the unique index (the planner would
-    -- otherwise hash-join a full scan of the table).
-    CROSS JOIN LATERAL (
-        SELECT customer_id, value_index FROM profiles_identity
-        WHERE kind = w.kind AND namespace = '' AND value_index = w.value_index LIMIT 1
-    ) AS i
-    JOIN profiles_customer c ON c.id = i.customer_id
-), found AS (
-    SELECT DISTINCT coalesce(
-        CASE WHEN status = 'merged' THEN merged_into_id END, customer_id) AS customer_id
-    FROM owners
-), counts AS (
-    -- Per profile found (an aggregate in LATERAL is never flattened: index probes again).
-    SELECT f.customer_id, x.kind, x.n, x.user_ids
-    FROM found f CROSS JOIN LATERAL (
-        SELECT kind, count(*) AS n,
-               array_agg(value_index) FILTER (WHERE kind = 'user_id') AS user_ids
-        FROM profiles_identity WHERE customer_id = f.customer_id GROUP BY kind
-    ) AS x
-)
-SELECT value_index, customer_id, status, merged_into_id, NULL, NULL, NULL FROM owners
-UNION ALL
-SELECT NULL, c.customer_id, cu.status, NULL, c.kind, c.n, c.user_ids
-FROM counts c JOIN profiles_customer cu ON cu.id = c.customer_id
+_OWNERS = """
+SELECT i.value_index, i.customer_id, c.status, c.merged_into_id
+FROM unnest(%b::varchar[], %b::bytea[]) AS w(kind, value_index)
+-- LIMIT 1 keeps this a per-identifier probe of the unique index (the planner would otherwise
+-- hash-join a full scan of the table).
+CROSS JOIN LATERAL (
+    SELECT customer_id, value_index FROM profiles_identity
+    WHERE kind = w.kind AND namespace = '' AND value_index = w.value_index LIMIT 1
+) AS i
+JOIN profiles_customer c ON c.id = i.customer_id
+"""
+
+# Per profile (an aggregate in LATERAL is never flattened: index probes again).
+_COUNTS = """
+SELECT f.customer_id, cu.status, x.kind, x.n, x.user_ids
+FROM unnest(%b::uuid[]) AS f(customer_id)
+CROSS JOIN LATERAL (
+    SELECT kind, count(*) AS n,
+           array_agg(value_index) FILTER (WHERE kind = 'user_id') AS user_ids
+    FROM profiles_identity WHERE customer_id = f.customer_id GROUP BY kind
+) AS x
+JOIN profiles_customer cu ON cu.id = f.customer_id
 """
 
 
@@ -343,30 +338,83 @@ def raw_cursor() -> Any:
     return psycopg.Cursor(connection.connection)
 
 
+def _settled_profile(
+    claim: Claim, owners: dict[bytes, uuid.UUID], profiles: dict[uuid.UUID, _Profile]
+) -> uuid.UUID | None:
+    """The one active profile that owns every identifier of `claim`, if there is one (then
+    the planner would neither link nor merge anything for it)."""
+    if claim.previous or not claim.idents:
+        return None
+    found = None
+    for ident in claim.idents:
+        cid = owners.get(ident.index)
+        if cid is None or (found is not None and cid != found):
+            return None
+        found = cid
+    if found is None or profiles[found].status != CustomerStatus.ACTIVE:
+        return None
+    return found
+
+
+def _settled(
+    claims: Sequence[Claim], owners: dict[bytes, uuid.UUID], profiles: dict[uuid.UUID, _Profile]
+) -> dict[int, uuid.UUID] | None:
+    """Every claim's profile when all claims are settled; None when any needs the planner."""
+    placed: dict[int, uuid.UUID] = {}
+    for claim in claims:
+        cid = _settled_profile(claim, owners, profiles)
+        if cid is None:
+            return None
+        placed[claim.key] = cid
+    return placed
+
+
 def resolution_plan(claims: Sequence[Claim]) -> Plan:
-    """Decide, for every claim, its profile: one query, whatever the batch size."""
+    """Decide, for every claim, its profile: one query in the steady state, two at most."""
     # (kind, index) pairs, so the lookup uses the unique (kind, namespace, value_index) index.
     wanted = {(ident.kind, ident.index) for c in claims for ident in (*c.idents, *c.previous)}
     owners: dict[bytes, uuid.UUID] = {}
     profiles: dict[uuid.UUID, _Profile] = {}
     if wanted:
-        # One statement for owners, kind counts and user ids of every profile found; raw SQL
-        # with server-side binding, because client-side quoting of a thousand bytea values
-        # costs more than the query.
+        # Raw SQL with server-side binding, because client-side quoting of a thousand bytea
+        # values costs more than the query.
         with raw_cursor() as cursor:
             kinds, indexes = zip(*wanted, strict=True)
-            cursor.execute(_LOOKUP, [list(kinds), list(indexes)])
+            cursor.execute(_OWNERS, [list(kinds), list(indexes)])
             rows = cursor.fetchall()
-        for index, cid, status, into, kind, count, user_ids in rows:
+        for index, cid, status, into in rows:
             if status == CustomerStatus.MERGED and into is not None:
                 # Normally moved with the merge; follow the pointer if one was left behind.
                 cid, status = into, CustomerStatus.ACTIVE
-            if index is not None:
-                owners[bytes(index)] = cid
-            profile = profiles.setdefault(cid, _Profile(cid, stored=True, status=status))
-            if kind is not None:
-                profile.counts[kind] = count
-            profile.user_ids.update(bytes(u) for u in user_ids or ())
+            owners[bytes(index)] = cid
+            if cid not in profiles:
+                profiles[cid] = _Profile(cid, stored=True, status=status)
+    settled = _settled(claims, owners, profiles)
+    if settled is not None:
+        # Every claim names only identifiers of one active profile each: nothing to link or
+        # merge, so identifier counts are never consulted (the steady state of known users).
+        return Plan(customer_of=settled, new_customers={}, new_identities=[], merges=[])
+    # Counts and user ids only for the profiles that claims needing a decision found: a
+    # settled claim neither links nor merges, and the profiles it names are not reachable
+    # from another claim's links or merges without being found by that claim.
+    involved = {
+        cid
+        for claim in claims
+        if _settled_profile(claim, owners, profiles) is None
+        for ident in (*claim.idents, *claim.previous)
+        if (cid := owners.get(ident.index)) is not None
+    }
+    if involved:
+        with raw_cursor() as cursor:
+            cursor.execute(_COUNTS, [list(involved)])
+            rows = cursor.fetchall()
+        for cid, status, kind, count, user_ids in rows:
+            profile = profiles.get(cid)
+            if profile is None:
+                profile = profiles[cid] = _Profile(cid, stored=True, status=status)
+            profile.counts[kind] = count
+            if user_ids:
+                profile.user_ids.update(bytes(u) for u in user_ids)
     planner = _Planner(owners, profiles)
     placed = {claim.key: planner.place(claim) for claim in claims}
     customer_of = {key: planner.find(cid) for key, cid in placed.items()}
