@@ -1,0 +1,141 @@
+"""Access packages: every fact about the subject, decrypted; CSV safe against formulas; an HTML
+report with no external resources; encrypted at rest; expiring, audited downloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from cdp.api.errors import ApplicationError
+from cdp.audit.models import AuditEntry
+from cdp.privacy.export import (
+    WITHHELD,
+    csv_safe,
+    export_files,
+    export_link_token,
+    export_package_download,
+    export_package_for_token,
+)
+from cdp.privacy.models import ExportPackage
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def package(subject: Any, verified: Any, run: Any) -> tuple[Any, Any, dict[str, bytes]]:
+    customer = subject(
+        events=4,
+        email="reader@example.com",
+        first_name="=HYPERLINK(1)",
+        traits={"ssn": "078-05-1120", "favourite": "tea", "account": {"password": "hunter2"}},
+    )
+    request = run(verified("access", "reader@example.com"))
+    pkg = ExportPackage.objects.get(request=request)
+    return customer, pkg, export_files(bytes(pkg.content))
+
+
+def test_package_holds_every_fact_decrypted(package: Any) -> None:
+    customer, pkg, files = package
+    doc = json.loads(files["package.json"])
+    assert doc["schema"] == "cdp.privacy.export/v1"
+    assert doc["subject_found"] is True
+    profile = doc["profiles"][0]
+    assert profile["id"] == str(customer.id)
+    assert profile["email"] == "reader@example.com"
+    assert "email_index" not in profile  # blind indexes mean nothing to the subject
+    identities = doc["records"]["profiles.Identity"]["rows"]
+    assert sorted(i["value"] for i in identities) == sorted(["reader@example.com", customer.phone])
+    events = doc["records"]["ingest.Event"]["rows"]
+    assert len(events) == 4
+    assert events[0]["payload"]["properties"]["note"].startswith(f"secret-{customer.id}")
+    assert events[0]["source"]["label"].startswith("shop-")
+    history = doc["consent_history"]
+    assert [h["granted"] for h in history] == [False, True]
+    assert history[0]["receipt"]["piiPrincipalId"] == str(customer.id)
+    assert (
+        doc["records"]["consent.ConsentReason"]["rows"][0]["text"] == "Subject changed their mind"
+    )
+    assert [r["type"] for r in doc["request_history"]] == ["access"]
+    a15 = doc["article_15"]
+    assert {p["code"] for p in a15["a_purposes"]} >= {"marketing", "analytics"}
+    assert a15["g_sources"][0].startswith("shop-")
+    assert "ingest.Event.customer" in doc["searched"]
+    assert "schema.json" in files
+
+
+def test_items_of_11_ccr_7024d_are_withheld(package: Any) -> None:
+    _, _, files = package
+    traits = json.loads(files["package.json"])["profiles"][0]["traits"]
+    assert traits == {"ssn": WITHHELD, "favourite": "tea", "account": {"password": WITHHELD}}
+    assert b"078-05-1120" not in b"".join(files.values())
+    assert b"hunter2" not in b"".join(files.values())
+
+
+def test_csv_cells_cannot_run_formulas(package: Any) -> None:
+    _, _, files = package
+    profiles_csv = files["csv/profiles.csv"].decode()
+    assert "'=HYPERLINK(1)" in profiles_csv
+    assert ",=HYPERLINK" not in profiles_csv
+    for value in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_safe(value).startswith("'")
+    assert csv_safe("plain") == "plain"
+    assert csv_safe(None) == ""
+
+
+def test_html_report_is_self_contained_and_states_article_15(package: Any) -> None:
+    _, _, files = package
+    html = files["report.html"].decode()
+    for marker in ("(a) Purposes", "(b) Categories", "(c) Recipients", "(d) Retention"):
+        assert marker in html
+    for marker in ("(e) Your rights", "(f) Complaints", "(g) Sources", "(h) Automated"):
+        assert marker in html
+    for external in ("http://", "https://", "<script", "<link", "src="):
+        assert external not in html
+    assert "&#x27;=HYPERLINK(1)" in html or "'=HYPERLINK(1)" in html.replace("&#x27;", "'")
+
+
+def test_package_is_encrypted_at_rest(package: Any) -> None:
+    _, pkg, _ = package
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT content FROM privacy_exportpackage WHERE id = %s", [pkg.id])
+        stored = bytes(cursor.fetchone()[0])
+    assert b"reader@example.com" not in stored
+    assert not stored.startswith(b"PK")
+
+
+def test_download_link_expires_and_every_download_is_audited(package: Any) -> None:
+    _, pkg, _ = package
+    token = export_link_token(pkg)
+    assert export_package_for_token(token) == pkg
+    content = export_package_download(package=pkg, actor="user:3")
+    assert content.startswith(b"PK")
+    export_package_download(package=pkg, actor="user:4")
+    entries = AuditEntry.objects.filter(action="privacy.export_download").order_by("seq")
+    assert [(e.actor, e.object_id) for e in entries] == [
+        ("user:3", str(pkg.id)),
+        ("user:4", str(pkg.id)),
+    ]
+    pkg.refresh_from_db()
+    assert pkg.downloads == 2
+    assert pkg.expires_at <= timezone.now() + dt.timedelta(hours=72)
+    with pytest.raises(ApplicationError) as forged:
+        export_package_for_token(token[:-2] + "xx")
+    assert forged.value.code == "export_link_invalid"
+    ExportPackage.objects.filter(pk=pkg.pk).update(expires_at=timezone.now())
+    with pytest.raises(ApplicationError) as expired:
+        export_package_for_token(token)
+    assert expired.value.code == "export_link_expired"
+
+
+def test_unknown_subject_gets_a_package_saying_so(verified: Any, run: Any) -> None:
+    request = run(verified("access", "stranger@example.com"))
+    files = export_files(bytes(request.packages.get().content))
+    doc = json.loads(files["package.json"])
+    assert doc["subject_found"] is False
+    assert doc["records"] == {}
+    assert "We hold no personal data about you" in files["report.html"].decode()
