@@ -8,6 +8,7 @@ INITIALIZED -> RUNNING -> FINISHED (or PARTIAL_SUCCESS / FAILED).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -26,6 +27,7 @@ from cdp.privacy.models import (
     RequestType,
 )
 
+logger = logging.getLogger(__name__)
 MAX_SUBJECTS = 5_000
 SUBJECT_TYPES = {
     "USER_ID": "user_id",
@@ -143,7 +145,7 @@ def regulation_execute(*, regulation_id: uuid.UUID, actor: str = SYSTEM) -> Regu
                     _verified(request, actor, "partner", "")
             dsr_execute(request_id=request.id, actor=actor)
         except Exception:  # marked failed by dsr_execute; the other subjects still run
-            continue
+            logger.exception("regulation %s: request %s failed", regulation.id, request.id)
     statuses = list(
         DataSubjectRequest.objects.filter(regulation=regulation).values_list("status", flat=True)
     )

@@ -40,7 +40,7 @@ def package(subject: Any, verified: Any, run: Any) -> tuple[Any, Any, dict[str, 
 
 
 def test_package_holds_every_fact_decrypted(package: Any) -> None:
-    customer, pkg, files = package
+    customer, _, files = package
     doc = json.loads(files["package.json"])
     assert doc["schema"] == "cdp.privacy.export/v1"
     assert doc["subject_found"] is True

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 
 def _table_bytes(table: str) -> bytes:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT row_to_json(t)::text FROM {table} t")  # noqa: S608
+        cursor.execute(f"SELECT row_to_json(t)::text FROM {table} t")
         return "\n".join(r[0] for r in cursor.fetchall()).encode()
 
 
