@@ -85,7 +85,7 @@ def event(
 
     return Event.objects.create(
         id=uuid.uuid4(),
-        source=source,
+        source=getattr(source, "source", source),  # an IssuedKey or a Source
         message_id=f"m-{next(_messages)}",
         customer_id=customer_id,
         type="track",
