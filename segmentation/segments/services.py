@@ -403,8 +403,8 @@ def webhook_subscription_create(
     *, segment: Segment, url: str, events: Sequence[str], actor: str
 ) -> tuple[WebhookSubscription, str]:
     """Subscribe `url` to the segment's enter/leave changes. Returns the subscription and its
-    signing secret, which is shown this once and never stored. Audited (without the URL's path,
-    which may carry a token)."""
+    signing secret, which is shown this once and never stored. Audited (without the URL: it
+    may carry a token or an address)."""
     from urllib.parse import urlsplit
 
     from segmentation.segments.webhooks import new_salt, webhook_secret
@@ -433,7 +433,7 @@ def webhook_subscription_create(
             action="segment.webhook_create",
             object_type="segments.webhooksubscription",
             object_id=str(subscription.pk),
-            details={"segment": str(segment.pk), "host": parts.hostname, "events": chosen},
+            details={"segment": str(segment.pk), "events": chosen},
         )
     return subscription, webhook_secret(subscription)
 
