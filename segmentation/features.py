@@ -46,9 +46,12 @@ _WINDOW_COLUMNS = ", ".join(
     f"{kind}_{n}d" for kind in ("views", "cart_adds", "cart_abandonments") for n in WINDOWS
 )
 
+_WINDOW_EVENT_COLUMNS = [f"{kind}_{n}d" for kind in ("views", "cart_adds") for n in WINDOWS]
+_ABANDON_COLUMNS = [f"cart_abandonments_{n}d" for n in WINDOWS]
+
 FEATURE_SQL_COLUMNS = (
-    "recency_days, frequency, monetary, avg_order_value, tenure_days, days_between_orders, "
-    "first_order_at, last_order_at, refunds, refunded_value, "
+    "customer_id, recency_days, frequency, monetary, avg_order_value, tenure_days, "
+    "days_between_orders, first_order_at, last_order_at, refunds, refunded_value, "
     f"{_WINDOW_COLUMNS}, distinct_products, distinct_categories, favourite_category"
 )
 
@@ -139,8 +142,8 @@ SELECT a.id AS customer_id,
     ev.last_order_at,
     coalesce(ev.refunds, 0) AS refunds,
     coalesce(ev.refunded_value, 0) AS refunded_value,
-    {", ".join(f"coalesce(ev.{k}_{n}d, 0)" for k in ("views", "cart_adds") for n in WINDOWS)},
-    {", ".join(f"coalesce(ab.cart_abandonments_{n}d, 0)" for n in WINDOWS)},
+    {", ".join(f"coalesce(ev.{c}, 0) AS {c}" for c in _WINDOW_EVENT_COLUMNS)},
+    {", ".join(f"coalesce(ab.{c}, 0) AS {c}" for c in _ABANDON_COLUMNS)},
     coalesce(ev.distinct_products, 0) AS distinct_products,
     coalesce(ev.distinct_categories, 0) AS distinct_categories,
     coalesce(fav.category, '') AS favourite_category
@@ -151,21 +154,67 @@ LEFT JOIN favourite fav ON fav.customer_id = a.id
 """  # noqa: S608 (names and constants only; values are parameters)
 
 
-def _upsert_sql() -> str:
+def _rfm_score(rank: str) -> str:
+    """The quintile of a 0-based rank among n, as `quintile_scores` computes it."""
+    return f"CASE WHEN n = 1 THEN 1 ELSE greatest(1, (5 * {rank} + n - 2) / (n - 1)) END"
+
+
+def _rfm_grid() -> dict[str, list[object]]:
+    cells = [(r, f, rfm_segment(r, f)) for r in range(1, 6) for f in range(1, 6)]
+    return {
+        "grid_r": [c[0] for c in cells],
+        "grid_f": [c[1] for c in cells],
+        "grid_name": [c[2] for c in cells],
+    }
+
+
+def _upsert_sql(*, score_rfm: bool) -> str:
+    """INSERT ... ON CONFLICT of the feature SELECT. With `score_rfm` (the whole population in
+    one statement) the RFM scores are computed in the same statement, by window functions over
+    the customers with an order, so every row is written once; otherwise they stay empty for
+    `rfm_scores_update` to fill after the last chunk."""
     columns = [c.strip() for c in FEATURE_SQL_COLUMNS.split(",")]
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in [*columns, *_RFM_COLUMNS])
+    selected = ", ".join(f"s.{c}" for c in columns)
+    if score_rfm:
+        buyers = "PARTITION BY f.frequency > 0"
+        source = f"""
+SELECT {selected},
+    CASE WHEN s.frequency > 0 THEN 6 - {_rfm_score("rr")} END AS rfm_r,
+    CASE WHEN s.frequency > 0 THEN {_rfm_score("fr")} END AS rfm_f,
+    CASE WHEN s.frequency > 0 THEN {_rfm_score("mr")} END AS rfm_m
+FROM (
+    SELECT f.*,
+        row_number() OVER ({buyers} ORDER BY f.recency_days, f.customer_id) - 1 AS rr,
+        row_number() OVER ({buyers} ORDER BY f.frequency, f.customer_id) - 1 AS fr,
+        row_number() OVER ({buyers} ORDER BY f.monetary, f.customer_id) - 1 AS mr,
+        count(*) OVER ({buyers}) AS n
+    FROM ({feature_select_sql(_ALLOWED_TABLE)}) f
+) s"""  # noqa: S608 (constant)
+        final = """
+SELECT q.*, %(run)s, %(version)s, %(as_of)s, now(), coalesce(g.name, '')
+FROM ({source}) q
+LEFT JOIN unnest(%(grid_r)s::int[], %(grid_f)s::int[], %(grid_name)s::text[]) AS g(r, f, name)
+    ON g.r = q.rfm_r AND g.f = q.rfm_f"""
+        final = final.replace("{source}", source)
+    else:
+        final = f"""
+SELECT {selected}, NULL::int, NULL::int, NULL::int, %(run)s, %(version)s, %(as_of)s, now(), ''
+FROM ({feature_select_sql(_ALLOWED_TABLE)}) s"""  # noqa: S608 (constant)
     return f"""
 INSERT INTO segmentation_customerfeatures (
-    customer_id, {FEATURE_SQL_COLUMNS},
-    feature_run_id, version, as_of, computed_at, rfm_r, rfm_f, rfm_m, rfm_segment
+    {FEATURE_SQL_COLUMNS}, rfm_r, rfm_f, rfm_m,
+    feature_run_id, version, as_of, computed_at, rfm_segment
 )
-SELECT f.*, %(run)s, %(version)s, %(as_of)s, now(), NULL, NULL, NULL, ''
-FROM ({feature_select_sql(_ALLOWED_TABLE)}) f
+{final}
 ON CONFLICT (customer_id) DO UPDATE SET {updates},
     feature_run_id = EXCLUDED.feature_run_id, version = EXCLUDED.version,
     as_of = EXCLUDED.as_of, computed_at = EXCLUDED.computed_at,
-    rfm_r = NULL, rfm_f = NULL, rfm_m = NULL, rfm_segment = ''
-"""  # noqa: S608 (constant)
+    rfm_segment = EXCLUDED.rfm_segment
+"""
+
+
+_RFM_COLUMNS = ("rfm_r", "rfm_f", "rfm_m")
 
 
 def allowed_customers_sql(
@@ -206,6 +255,7 @@ def features_compute_chunk(
     as_of: dt.datetime,
     low: uuid.UUID | None,
     high: uuid.UUID | None,
+    score_rfm: bool = False,
 ) -> int:
     """Compute and upsert the features of the allowed customers in (low, high]; the caller owns
     the transaction (the temporary table is dropped at commit). Returns rows written."""
@@ -215,7 +265,8 @@ def features_compute_chunk(
         cursor.execute(f"CREATE TEMPORARY TABLE {_ALLOWED_TABLE} ON COMMIT DROP AS {sql}", params)
         cursor.execute(f"ALTER TABLE {_ALLOWED_TABLE} ADD PRIMARY KEY (id)")
         cursor.execute(f"ANALYZE {_ALLOWED_TABLE}")
-        cursor.execute(_upsert_sql(), {"run": run_id, "version": FEATURE_VERSION, "as_of": as_of})
+        params = {"run": run_id, "version": FEATURE_VERSION, "as_of": as_of, **_rfm_grid()}
+        cursor.execute(_upsert_sql(score_rfm=score_rfm), params)
         return cursor.rowcount
 
 

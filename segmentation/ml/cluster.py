@@ -179,6 +179,28 @@ def stability(
     return float(adjusted_rand_score(a, b))
 
 
+def stability_from_contingency(table: np.ndarray) -> float:
+    """Adjusted Rand index from a contingency table (rows: previous clusters, columns: current,
+    cells: customers in both), the same value as `adjusted_rand_score` on the paired labels.
+    The database counts the pairs with one GROUP BY, so a million customers never leave it;
+    NaN when fewer than two customers are shared."""
+    table = np.asarray(table, dtype=np.float64)
+    n = table.sum()
+    if n < 2:
+        return float("nan")
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    index = pairs(table)
+    rows, cols = pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
+    expected = rows * cols / (n * (n - 1) / 2)
+    maximum = (rows + cols) / 2
+    if maximum == expected:  # both partitions trivial (one cluster each, or all singletons)
+        return 1.0
+    return float((index - expected) / (maximum - expected))
+
+
 # -- algorithms ------------------------------------------------------------------------------
 
 _Fit = tuple[np.ndarray, np.ndarray | None, Any]

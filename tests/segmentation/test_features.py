@@ -189,3 +189,26 @@ def test_features_of_a_customer_without_events_are_zero(monetary_total):
     row = CustomerFeatures.objects.get(customer=customer)
     assert row.frequency == 0 and row.monetary == monetary_total
     assert row.recency_days is None and row.rfm_segment == "" and row.rfm_r is None
+
+
+def test_chunked_run_writes_the_same_features_and_rfm_as_one_statement(lines):
+    from segmentation.services import feature_run_create, feature_run_execute
+
+    customers = load_events(lines[:6000])
+    grant_profiling(list(customers.values()))
+    as_of = max(x.when for x in lines[:6000]) + dt.timedelta(days=1)
+    features_compute(actor="test", as_of=as_of)
+    skip = {"feature_run_id", "computed_at"}
+    whole = project_features().drop(columns=list(skip))
+
+    run = feature_run_create(actor="test", as_of=as_of, enqueue=False)
+    run = feature_run_execute(run_id=run.pk, chunk_size=7)
+
+    chunked = project_features().drop(columns=list(skip))
+    assert run.chunks_total == len(customers) // 7 + 1 and run.chunks_done == run.chunks_total
+
+    def records(df):
+        return df.astype(object).where(df.notna(), None).to_dict("records")
+
+    assert records(chunked) == records(whole)
+    assert chunked["rfm_segment"].ne("").sum() > 0

@@ -194,3 +194,19 @@ def test_calinski_harabasz_and_davies_bouldin_use_a_seeded_sample_when_large(blo
     assert full["metrics_sample"] == 600
     assert sampled == again
     assert sampled["davies_bouldin"] == pytest.approx(full["davies_bouldin"], rel=0.2)
+
+
+def test_stability_from_contingency_equals_adjusted_rand_score():
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation.ml.cluster import stability_from_contingency
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        a = rng.integers(0, rng.integers(1, 6), 500)
+        b = np.where(rng.random(500) < 0.7, a, rng.integers(-1, 4, 500))
+        table = np.zeros((a.max() + 2, b.max() + 2))
+        np.add.at(table, (a + 1, b + 1), 1)
+
+        assert stability_from_contingency(table) == pytest.approx(adjusted_rand_score(a, b))
+    assert np.isnan(stability_from_contingency(np.array([[1.0]])))
