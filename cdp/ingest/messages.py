@@ -25,8 +25,11 @@ CLAMP_AFTER = dt.timedelta(days=1)
 # NUL cannot be stored in PostgreSQL text or jsonb; json.dumps writes it as \u0000.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # orjson reads integers past 64 bits as floats; a body with such a run of digits (anywhere,
-# strings included) is left to the standard library, which keeps them exact.
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
+# strings included) is left to the standard library, which keeps them exact. Found with a
+# byte translation (digits to "0", the rest to " ") and a substring search: a regex is slower
+# than the whole parse.
+_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 class RequestError(Exception):
@@ -114,7 +117,7 @@ def parse_json(data: bytes) -> tuple[Any, str]:
         raise RequestError(400, "invalid_utf8", "request body is not valid UTF-8") from None
     if not text.strip():
         raise RequestError(400, "empty_body", "request body is empty")
-    if _LONG_DIGITS.search(text) is None:
+    if _LONG_DIGITS not in data.translate(_DIGITS_ONLY):
         # orjson (several times faster) accepts a subset of what the standard library parses
         # here: whatever it refuses (NaN, an overflowing number, an unpaired surrogate escape,
         # nesting past its limit, any syntax error) goes to the standard library below, which
@@ -199,7 +202,7 @@ class Limits:
 
 
 _ESCAPES = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def body_screen(text: str, limits: Limits) -> Limits:
@@ -215,10 +218,10 @@ def body_screen(text: str, limits: Limits) -> Limits:
     # Peel empty pairs off the brackets alone, one nesting level per round (C-speed string
     # operations); brackets inside strings may leave some unpaired, and then the per-message
     # walk decides.
-    brackets = _NOT_BRACKETS.sub("", text)
+    brackets = text.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKETS)
     rounds = 0
     while brackets and rounds <= limits.max_depth + 2:
-        peeled = brackets.replace("[]", "").replace("{}", "")
+        peeled = brackets.replace(b"[]", b"").replace(b"{}", b"")
         if peeled == brackets:
             break
         brackets, rounds = peeled, rounds + 1

@@ -339,7 +339,7 @@ def raw_cursor() -> Any:
 
 
 def _settled_profile(
-    claim: Claim, owners: dict[bytes, uuid.UUID], profiles: dict[uuid.UUID, _Profile]
+    claim: Claim, owners: dict[bytes, uuid.UUID], status: dict[uuid.UUID, str]
 ) -> uuid.UUID | None:
     """The one active profile that owns every identifier of `claim`, if there is one (then
     the planner would neither link nor merge anything for it)."""
@@ -351,18 +351,18 @@ def _settled_profile(
         if cid is None or (found is not None and cid != found):
             return None
         found = cid
-    if found is None or profiles[found].status != CustomerStatus.ACTIVE:
+    if found is None or status[found] != CustomerStatus.ACTIVE:
         return None
     return found
 
 
 def _settled(
-    claims: Sequence[Claim], owners: dict[bytes, uuid.UUID], profiles: dict[uuid.UUID, _Profile]
+    claims: Sequence[Claim], owners: dict[bytes, uuid.UUID], status: dict[uuid.UUID, str]
 ) -> dict[int, uuid.UUID] | None:
     """Every claim's profile when all claims are settled; None when any needs the planner."""
     placed: dict[int, uuid.UUID] = {}
     for claim in claims:
-        cid = _settled_profile(claim, owners, profiles)
+        cid = _settled_profile(claim, owners, status)
         if cid is None:
             return None
         placed[claim.key] = cid
@@ -374,7 +374,7 @@ def resolution_plan(claims: Sequence[Claim]) -> Plan:
     # (kind, index) pairs, so the lookup uses the unique (kind, namespace, value_index) index.
     wanted = {(ident.kind, ident.index) for c in claims for ident in (*c.idents, *c.previous)}
     owners: dict[bytes, uuid.UUID] = {}
-    profiles: dict[uuid.UUID, _Profile] = {}
+    status: dict[uuid.UUID, str] = {}
     if wanted:
         # Raw SQL with server-side binding, because client-side quoting of a thousand bytea
         # values costs more than the query.
@@ -382,14 +382,13 @@ def resolution_plan(claims: Sequence[Claim]) -> Plan:
             kinds, indexes = zip(*wanted, strict=True)
             cursor.execute(_OWNERS, [list(kinds), list(indexes)])
             rows = cursor.fetchall()
-        for index, cid, status, into in rows:
-            if status == CustomerStatus.MERGED and into is not None:
+        for index, cid, state, into in rows:
+            if state == CustomerStatus.MERGED and into is not None:
                 # Normally moved with the merge; follow the pointer if one was left behind.
-                cid, status = into, CustomerStatus.ACTIVE
+                cid, state = into, CustomerStatus.ACTIVE
             owners[bytes(index)] = cid
-            if cid not in profiles:
-                profiles[cid] = _Profile(cid, stored=True, status=status)
-    settled = _settled(claims, owners, profiles)
+            status.setdefault(cid, state)
+    settled = _settled(claims, owners, status)
     if settled is not None:
         # Every claim names only identifiers of one active profile each: nothing to link or
         # merge, so identifier counts are never consulted (the steady state of known users).
@@ -400,18 +399,19 @@ def resolution_plan(claims: Sequence[Claim]) -> Plan:
     involved = {
         cid
         for claim in claims
-        if _settled_profile(claim, owners, profiles) is None
+        if _settled_profile(claim, owners, status) is None
         for ident in (*claim.idents, *claim.previous)
         if (cid := owners.get(ident.index)) is not None
     }
+    profiles = {cid: _Profile(cid, stored=True, status=state) for cid, state in status.items()}
     if involved:
         with raw_cursor() as cursor:
             cursor.execute(_COUNTS, [list(involved)])
             rows = cursor.fetchall()
-        for cid, status, kind, count, user_ids in rows:
+        for cid, state, kind, count, user_ids in rows:
             profile = profiles.get(cid)
             if profile is None:
-                profile = profiles[cid] = _Profile(cid, stored=True, status=status)
+                profile = profiles[cid] = _Profile(cid, stored=True, status=state)
             profile.counts[kind] = count
             if user_ids:
                 profile.user_ids.update(bytes(u) for u in user_ids)
