@@ -64,7 +64,7 @@ class SegmentForm(forms.ModelForm):
         purpose = data.get("purpose")
         run = data.get("cluster_run")
         rule = SegmentRule(
-            purpose_code=purpose.pk if purpose else "",
+            purpose_code=purpose.code if purpose else "",
             condition=data.get("condition"),
             cluster_run_id=run.pk if run else None,
             cluster=data.get("cluster"),
