@@ -13,3 +13,4 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # Installed apps' tasks.py, plus the project's own operational tasks (cdp is not an app).
 app.autodiscover_tasks()
 app.autodiscover_tasks(["cdp"])
+app.autodiscover_tasks(["cdp.ingest.imports"])  # CSV import tasks (a subpackage of ingest)

@@ -8,6 +8,8 @@ SCOPES: dict[str, str] = {
     "segmentation:write": "Start clustering runs",
     "segments:read": "List segments and their members (pseudonymous ids and user ids)",
     "segments:webhooks": "Manage webhook subscriptions to segment enter/leave changes",
+    "imports:write": "Upload CSV files of profiles or transactions",
+    "imports:read": "Read import jobs: status, counts, quality and error reports (no values)",
     "privacy:read": "Read data-subject requests and regulations (ids, dates, statuses)",
     "privacy:write": "Forward data-subject requests and regulations",
     "privacy:export": "Download data-subject export packages (personal data)",

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("segmentation.api.urls")),
     path("", include("segmentation.segments.api.urls")),
     path("", include("cdp.privacy.api.urls")),
+    path("", include("cdp.ingest.imports.api.urls")),
 ]

@@ -162,3 +162,7 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# CSV imports (upload, mapping, progress) live in their own subpackage.
+from cdp.ingest.imports import admin as _imports_admin  # noqa: E402, F401

@@ -205,3 +205,122 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"suppressed {self.kind}"
+
+
+# --- CSV imports (cdp.ingest.imports) ----------------------------------------------------------
+
+
+class ImportKind(models.TextChoices):
+    PROFILES = "profiles", "Customer profiles"
+    TRANSACTIONS = "transactions", "Transactions (order lines)"
+
+
+class ImportStatus(models.TextChoices):
+    MAPPING = "mapping", "Waiting for a column mapping"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class ColumnMapping(models.Model):
+    """A saved mapping of file headers to targets, per source and kind, reused by later uploads.
+
+    `mapping` is {header: target}; targets are listed in `cdp.ingest.imports.mapping`. `options`
+    holds the cleaning switches (default phone region, day-first dates, currency, identity rule
+    order). Headers are not personal data; values never appear here.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="column_mappings")
+    kind = models.CharField(max_length=16, choices=ImportKind.choices)
+    mapping = models.JSONField(default=dict)
+    options = models.JSONField(default=dict, blank=True)
+    priority = models.IntegerField(
+        default=0,
+        help_text="Survivorship: a profile value set by a source of higher priority is only "
+        "overwritten by sources of the same or higher priority.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "kind"], name="column_mapping_unique_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.kind} mapping"
+
+
+class ImportJob(models.Model):
+    """An uploaded CSV file, its mapping, its progress and its counts.
+
+    The file is stored encrypted under a job data key (wrapped by the current KEK) and deleted
+    once processed, unless `CDP_IMPORT_RETENTION_DAYS` keeps it. Progress is committed with every
+    chunk (`rows_done`, `bytes_done`, counts), which is what makes a killed job resumable:
+    rows_read = created + updated + duplicates + rejected at every commit.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="import_jobs")
+    kind = models.CharField(max_length=16, choices=ImportKind.choices)
+    status = models.CharField(
+        max_length=16, choices=ImportStatus.choices, default=ImportStatus.MAPPING
+    )
+    file_name = models.CharField(max_length=255, blank=True, help_text="Not personal data.")
+    file_bytes = models.BigIntegerField(default=0)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    stored_path = models.CharField(max_length=500, blank=True)
+    kek_id = models.CharField(max_length=64, blank=True)
+    wrapped_key = models.BinaryField(null=True, blank=True, editable=False)
+    file_deleted_at = models.DateTimeField(null=True, blank=True)
+    delete_after = models.DateTimeField(null=True, blank=True)
+
+    encoding = models.CharField(max_length=32, blank=True)
+    delimiter = models.CharField(max_length=4, blank=True)
+    headers = models.JSONField(default=list, blank=True)
+    mapping = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+
+    rows_done = models.BigIntegerField(default=0, help_text="Data rows processed and committed.")
+    bytes_done = models.BigIntegerField(default=0)
+    created = models.BigIntegerField(default=0)
+    updated = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    stats = models.JSONField(default=dict, blank=True, help_text="Counts beyond the four.")
+    quality = models.JSONField(default=dict, blank=True, help_text="Data-quality report.")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    run_seconds = models.FloatField(default=0, help_text="Processing time over all attempts.")
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import {str(self.id)[:8]} ({self.kind})"
+
+
+class ImportRowError(models.Model):
+    """Why a row was rejected: row number (header = 1), column and reason, never the value."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="row_errors")
+    row = models.BigIntegerField()
+    column = models.CharField(max_length=255, blank=True)
+    code = models.CharField(max_length=64)
+    reason = models.CharField(max_length=255)
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "row"])]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.code}"

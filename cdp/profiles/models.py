@@ -136,3 +136,38 @@ class Merge(models.Model):
 
     def __str__(self) -> str:
         return f"Merge {str(self.from_customer_id)[:8]} into {str(self.into_customer_id)[:8]}"
+
+
+class SourceRecord(models.Model):
+    """One imported source row as it was mapped, encrypted under its customer's key: lineage.
+
+    `row_index` is a blind index of the whole normalised row (unique per source), which makes
+    re-uploading a file change nothing; `content_index` covers the row without its identifier
+    columns, for the optional "same content" resolution rule (duplicated enrolments). The
+    source is named, not referenced, so the profiles kernel does not depend on ingest.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="source_records")
+    source_name = models.CharField(max_length=100)
+    job_id = models.UUIDField(null=True, blank=True, db_index=True)
+    row_number = models.BigIntegerField()
+    row_index = models.BinaryField()
+    content_index = models.BinaryField(null=True, blank=True)
+    data = EncryptedJSONField(subject_field="customer_id")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = EncryptedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_name", "row_index"], name="source_record_unique_row"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["source_name", "content_index"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Row {self.row_number} of {self.source_name}"

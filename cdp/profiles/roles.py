@@ -46,6 +46,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "ingest.rotate_write_key",
         "ingest.view_propertyclass",
         "ingest.change_propertyclass",
+        "ingest.view_importjob",
+        "ingest.add_importjob",
+        "ingest.change_importjob",
+        "ingest.view_importrowerror",
+        "ingest.view_columnmapping",
+        "ingest.add_columnmapping",
+        "ingest.change_columnmapping",
     ],
     COMPLIANCE_OFFICER: [
         "profiles.view_customer",

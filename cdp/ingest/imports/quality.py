@@ -1,0 +1,95 @@
+"""The data-quality report of a job, built in one pass in constant memory.
+
+Per column: values present and missing. Per numeric measure (amounts, quantities, numeric
+attributes): count, mean and standard deviation (Welford), min and max, and a reservoir sample
+from which the quartiles, the IQR fences and the share of outliers are computed; when a column
+has more values than the reservoir holds, the outlier counts are estimates and say so. The state
+is plain JSON, saved with every chunk, so a resumed job continues the same report.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+RESERVOIR = 2_000
+Z_LIMIT = 3.0
+
+
+def new_state() -> dict[str, Any]:
+    return {"missing": {}, "present": {}, "numeric": {}}
+
+
+def observe_presence(state: dict[str, Any], header: str, present: bool) -> None:
+    bucket = state["present" if present else "missing"]
+    bucket[header] = bucket.get(header, 0) + 1
+
+
+def observe_number(state: dict[str, Any], name: str, value: float, rng: random.Random) -> None:
+    s = state["numeric"].setdefault(
+        name, {"n": 0, "mean": 0.0, "m2": 0.0, "min": None, "max": None, "sample": []}
+    )
+    s["n"] += 1
+    delta = value - s["mean"]
+    s["mean"] += delta / s["n"]
+    s["m2"] += delta * (value - s["mean"])
+    s["min"] = value if s["min"] is None else min(s["min"], value)
+    s["max"] = value if s["max"] is None else max(s["max"], value)
+    sample = s["sample"]
+    if len(sample) < RESERVOIR:
+        sample.append(value)
+    else:
+        slot = rng.randrange(s["n"])
+        if slot < RESERVOIR:
+            sample[slot] = value
+
+
+def _quantile(values: list[float], q: float) -> float:
+    position = (len(values) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def report(state: dict[str, Any], *, duplicates: int, rows: int) -> dict[str, Any]:
+    """The report shown in the admin and the API (numbers only, never values of persons)."""
+    columns = {}
+    for header in sorted(set(state["present"]) | set(state["missing"])):
+        missing = state["missing"].get(header, 0)
+        total = missing + state["present"].get(header, 0)
+        columns[header] = {
+            "missing": missing,
+            "missing_share": round(missing / total, 4) if total else 0.0,
+        }
+    measures = {}
+    for name, s in sorted(state["numeric"].items()):
+        n = s["n"]
+        std = math.sqrt(s["m2"] / (n - 1)) if n > 1 else 0.0
+        sample = sorted(s["sample"])
+        entry: dict[str, Any] = {
+            "count": n,
+            "mean": round(s["mean"], 4),
+            "std": round(std, 4),
+            "min": s["min"],
+            "max": s["max"],
+        }
+        if sample:
+            q1, q3 = _quantile(sample, 0.25), _quantile(sample, 0.75)
+            iqr = q3 - q1
+            low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+            iqr_out = sum(1 for v in sample if v < low or v > high)
+            z_out = sum(1 for v in sample if std and abs(v - s["mean"]) / std > Z_LIMIT)
+            scale = n / len(sample)
+            entry.update(
+                {
+                    "q1": round(q1, 4),
+                    "median": round(_quantile(sample, 0.5), 4),
+                    "q3": round(q3, 4),
+                    "iqr_fences": [round(low, 4), round(high, 4)],
+                    "iqr_outliers": round(iqr_out * scale),
+                    "z_outliers": round(z_out * scale),
+                    "estimated": n > len(sample),
+                }
+            )
+        measures[name] = entry
+    return {"rows": rows, "duplicates": duplicates, "columns": columns, "measures": measures}
