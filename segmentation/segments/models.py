@@ -109,6 +109,7 @@ class SegmentRefresh(models.Model):
     rolled_back_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "segment refreshes"
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["segment", "-started_at"])]
 
