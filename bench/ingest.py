@@ -10,7 +10,8 @@ baseline COPYs the same number of rows (plaintext payload as jsonb, the analytic
 into a plain table with no index. Prints events/s for both and the ratio, p50/p95 latency per
 batch, and peak RSS per worker after the warm-up and at the end (flat means no leak).
 
-BENCH_SCALE shrinks the run (e.g. BENCH_SCALE=0.2); BENCH_DURATION sets the seconds.
+BENCH_SCALE shrinks the run (e.g. BENCH_SCALE=0.2); BENCH_DURATION sets the seconds;
+BENCH_WORKERS the gunicorn workers (default 2; gunicorn's own advice is 2-4 per core).
 Target ratio >= 0.20.
 """
 
@@ -37,7 +38,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 DURATION = float(os.environ.get("BENCH_DURATION", str(max(5, scaled(30)))))
 USERS = scaled(20_000)
 ROUNDS = 3
-WORKERS = 2
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 
 
 DB = BenchDatabase(BENCH_DB)
@@ -369,7 +370,8 @@ def main() -> None:
         )
         print(
             f"cpu over {elapsed:.1f}s of client rounds on {os.cpu_count()} cores: workers "
-            f"{used[0]:.1f}s, postgres {used[1]:.1f}s, bench clients {used[2]:.1f}s"
+            f"{used[0]:.1f}s, postgres {used[1]:.1f}s, bench clients {used[2]:.1f}s; per event: "
+            f"workers {used[0] / accepted * 1e6:.0f} us, postgres {used[1] / accepted * 1e6:.0f} us"
         )
         for pid in sorted(rss_end):
             start = rss_start.get(pid, (0, 0))

@@ -43,6 +43,7 @@ from cdp.ingest.traits import (
 from cdp.profiles.models import Customer, IdentityKind
 from cdp.profiles.resolution import (
     Claim,
+    Ident,
     blocked_values,
     customers_create_many,
     identifier,
@@ -98,15 +99,38 @@ def _lock(lock_class: int, keys: set[int]) -> None:
         )
 
 
-def _identity_claim(message: Message, blocked: dict[str, set[str]]) -> Claim:
+class _Identifiers:
+    """Normalised, indexed identifiers for one request: a value met again in the same batch (a
+    session's events, an identify next to its tracks) is normalised and hashed once. Lives only
+    as long as the request."""
+
+    def __init__(self, blocked: dict[str, set[str]]) -> None:
+        self.blocked = blocked
+        self.seen: dict[tuple[str, str], Ident | None] = {}
+
+    def get(self, kind: str, value: Any) -> Ident | None:
+        if value is None:
+            return None
+        if value.__class__ is not str:
+            return identifier(kind, value, self.blocked)
+        key = (kind, value)
+        try:
+            return self.seen[key]
+        except KeyError:
+            ident = self.seen[key] = identifier(kind, value, self.blocked)
+            return ident
+
+
+def _identity_claim(message: Message, identifiers: _Identifiers) -> Claim:
     idents = []
+    traits = message.traits
     for kind, value in (
         (IdentityKind.USER_ID, message.user_id),
         (IdentityKind.ANONYMOUS_ID, message.anonymous_id),
-        (IdentityKind.EMAIL, message.traits.get("email")),
-        (IdentityKind.PHONE, message.traits.get("phone")),
+        (IdentityKind.EMAIL, traits.get("email") if traits else None),
+        (IdentityKind.PHONE, traits.get("phone") if traits else None),
     ):
-        ident = identifier(kind, value, blocked)
+        ident = identifiers.get(kind, value)
         if ident is not None:
             idents.append(ident)
     previous = []
@@ -114,9 +138,9 @@ def _identity_claim(message: Message, blocked: dict[str, set[str]]) -> Claim:
         previous = [
             ident
             for kind in (IdentityKind.USER_ID, IdentityKind.ANONYMOUS_ID)
-            if (ident := identifier(kind, message.previous_id, blocked)) is not None
+            if (ident := identifiers.get(kind, message.previous_id)) is not None
         ]
-    return Claim(message.index, idents, previous, country=trait_country(message.traits))
+    return Claim(message.index, idents, previous, country=trait_country(traits) if traits else "")
 
 
 def _amount(properties: dict[str, Any]) -> Decimal | None:
@@ -273,8 +297,9 @@ def events_ingest(
 
     claims: dict[int, Claim] = {}
     kept: list[Message] = []
+    identifiers = _Identifiers(blocked)
     for message in unique:
-        claim = _identity_claim(message, blocked)
+        claim = _identity_claim(message, identifiers)
         if not claim.idents:
             result.rejected.append(
                 Rejection(
