@@ -22,6 +22,7 @@ import uuid
 import zipfile
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.core import signing
 from django.db import models, transaction
@@ -30,7 +31,8 @@ from django.utils.html import escape
 
 from cdp.api.errors import ApplicationError
 from cdp.audit.services import audit_record
-from cdp.crypto.fields import EncryptedField, Sealed
+from cdp.crypto import aead
+from cdp.crypto.fields import EncryptedField, EncryptedJSONField, Sealed
 from cdp.crypto.registry import (
     Category,
     ErasureAction,
@@ -40,7 +42,7 @@ from cdp.crypto.registry import (
     personal_fields,
     personal_fields_of,
 )
-from cdp.crypto.subject_keys import subject_keys_load
+from cdp.crypto.subject_keys import cached_key, subject_keys_load
 from cdp.privacy.models import DataSubjectRequest, ExportPackage, RequestStatus
 from cdp.privacy.subjects import subject_customer_ids, subject_relations
 from cdp.profiles.models import Customer
@@ -53,7 +55,11 @@ _WITHHELD_KEYS = re.compile(
     r"ssn|socialsecurity|passport|driverslicen[cs]e|nationalid|taxid|governmentid|password|"
     r"passwd|securityquestion|securityanswer|pin$"
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_WITHHELD_SCAN = re.compile(
+    r"ssn|socialsecurity|passport|driverslicen|nationalid|taxid|governmentid|password|passwd|"
+    r'securityquestion|securityanswer|pin"'
+)
+_FORMULA_START = frozenset("=+-@\t\r")
 _EXPLAINING_FIELDS = ("rule", "definition", "conditions", "description", "algorithm", "params")
 
 # The documented shape of package.json (also written into the zip as schema.json).
@@ -77,21 +83,36 @@ EXPORT_SCHEMA: dict[str, Any] = {
 
 
 def _withhold(value: Any) -> Any:
+    """Replace values under 11 CCR 7024(d) keys. A quick scan of the serialised value decides
+    whether to walk it at all: almost no value holds such a key."""
+    if not isinstance(value, dict | list):
+        return value
+    if not _WITHHELD_SCAN.search(re.sub(r'[^a-z"]', "", orjson.dumps(value).decode().lower())):
+        return value
+    return _withhold_walk(value)
+
+
+def _withhold_walk(value: Any) -> Any:
     if isinstance(value, dict):
         return {
             k: (
                 WITHHELD
                 if _WITHHELD_KEYS.search(re.sub(r"[^a-z]", "", str(k).lower()))
-                else _withhold(v)
+                else _withhold_walk(v)
             )
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_withhold(v) for v in value]
+        return [_withhold_walk(v) for v in value]
     return value
 
 
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
+
+
 def _plain(value: Any) -> Any:
+    if value.__class__ in _PLAIN_TYPES:
+        return value
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -101,6 +122,23 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
     return value
+
+
+def _open(f: EncryptedField, holder: Any, value: Any) -> Any:
+    """Decrypt one stored value: the field's own `open` (associated data, typed errors), except
+    that JSON is parsed with orjson, which is what makes a 10,000-event export affordable."""
+    sealed = value if isinstance(value, Sealed) else Sealed(bytes(value))
+    if not isinstance(f, EncryptedJSONField):
+        return f.open(holder, sealed)
+    key = cached_key(getattr(holder, f.subject_field))
+    if key is None:
+        return f.open(holder, sealed)
+    row = getattr(holder, f.model._meta.pk.attname)
+    aad = key.aad_prefix(f.where) + aead.id_bytes(row)
+    try:
+        return orjson.loads(aead.open_sealed(key.cipher, sealed.blob, aad))
+    except Exception:  # let the field raise its precise, typed error
+        return f.open(holder, sealed)
 
 
 def _rows(
@@ -123,9 +161,7 @@ def _rows(
         for f in fields:
             value = raw[f.attname]
             if isinstance(f, EncryptedField) and value is not None:
-                if not isinstance(value, Sealed):
-                    value = Sealed(bytes(value))
-                value = _withhold(f.open(holder, value))
+                value = _withhold(_open(f, holder, value))
             elif f.is_relation and value is not None and f.related_model is not Customer:
                 related.setdefault((f.related_model, f.target_field.name), set()).add(value)
             row[f.name] = _plain(value)
@@ -300,10 +336,13 @@ def csv_safe(value: Any) -> str:
     """A cell that spreadsheet software will not run as a formula (OWASP CSV injection)."""
     if value is None:
         return ""
-    if isinstance(value, dict | list):
-        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    text = str(value)
-    if text.startswith(_FORMULA_START):
+    if value.__class__ is str:
+        text = value
+    elif isinstance(value, dict | list):
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    else:
+        text = str(value)
+    if text and text[0] in _FORMULA_START:
         return "'" + text
     return text
 
@@ -413,7 +452,7 @@ def export_html(document: dict[str, Any]) -> str:
 def export_zip(document: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        archive.writestr("package.json", json.dumps(document, ensure_ascii=False, indent=1))
+        archive.writestr("package.json", orjson.dumps(document, option=orjson.OPT_INDENT_2))
         archive.writestr("schema.json", json.dumps(EXPORT_SCHEMA, indent=2))
         for name, text in _csv_files(document).items():
             archive.writestr(name, text)

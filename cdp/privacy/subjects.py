@@ -115,6 +115,7 @@ def exception_tables() -> dict[str, dict[str, str]]:
 
 # --- the residue scan ---------------------------------------------------------------------------
 
+_SHORTEST_ID = 32  # a UUID's hex form; blind indexes are in bytea columns
 _TEXT_TYPES = {"text", "character varying", "character"}
 _JSON_TYPES = {"json", "jsonb"}
 
@@ -143,13 +144,16 @@ class ScanResult:
 def _columns() -> dict[str, list[tuple[str, str]]]:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+            "SELECT c.table_name, c.column_name, c.data_type, c.character_maximum_length "
+            "FROM information_schema.columns c "
             "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
             "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
             "WHERE c.table_schema = current_schema() ORDER BY c.table_name, c.ordinal_position"
         )
         tables: dict[str, list[tuple[str, str]]] = {}
-        for table, column, data_type in cursor.fetchall():
+        for table, column, data_type, length in cursor.fetchall():
+            if length is not None and length < _SHORTEST_ID:
+                continue  # too short to hold an id (currency codes, statuses, kinds)
             if (
                 data_type == "uuid"
                 or data_type in _TEXT_TYPES | _JSON_TYPES

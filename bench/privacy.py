@@ -1,0 +1,357 @@
+"""Data-subject requests: erasure and export of a subject with 10,000 events against raw SQL on
+the same rows, and ingestion throughput while erasures run.
+
+Runs in its own database (`cdp_bench_privacy` on the server of DATABASE_URL: created, migrated,
+dropped at the end). A background population (BACKGROUND customers with a few events each)
+gives the residue scan real tables to read.
+
+1. Erasure: `dsr_execute_erasure` (delete every row of the subject across the discovered
+   tables, shred the key, suppress the identifiers, scan every table for residue, journal,
+   certificate, audit) against raw `DELETE`s of the same rows (events, identities, consent
+   state, customer, key) of an identical subject. Events per second; best of ROUNDS.
+2. Export: `dsr_execute_export` (every row decrypted, JSON + CSV per table + HTML report,
+   zipped, encrypted, stored, audited) against a raw `SELECT` of the same rows (ciphertexts
+   fetched, nothing decrypted). Events per second; best of ROUNDS.
+3. Ingestion during erasures: `events_ingest` (the tracking pipeline, in this process) for
+   WINDOW seconds alone, then with a second process erasing subjects back to back; windows
+   alternate, best of each. The ratio is during / without (target >= 0.8).
+
+BENCH_SCALE shrinks the subject and the population (e.g. BENCH_SCALE=0.1).
+Targets: erasure and export ratios >= 0.2, ingestion ratio >= 0.8.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from _common import ROOT, BenchDatabase, report, scaled
+
+os.environ["CDP_QUEUE_PREFIX"] = os.environ.get("CDP_QUEUE_PREFIX", "") + "bench-privacy-"
+DB = BenchDatabase("cdp_bench_privacy")
+EVENTS = scaled(10_000)
+BACKGROUND = scaled(2_000)
+ROUNDS = 3
+WINDOW = float(os.environ.get("BENCH_WINDOW", str(max(3, scaled(10)))))
+ERASER_EVENTS = scaled(1_000)
+BATCH = 500
+_phones = itertools.count(1)
+
+
+def _purposes() -> None:
+    from consent.models import Purpose
+    from consent.services import purpose_create
+
+    for code in ("analytics", "profiling", "marketing", "sale_sharing"):
+        if not Purpose.objects.filter(code=code).exists():
+            purpose_create(
+                code=code, title=code, notice_text=f"{code}.", covers=[code], actor="system"
+            )
+
+
+def _subject(source, events: int, tag: str):
+    """A customer with e-mail, phone and user id, consent, and `events` encrypted events."""
+    from django.utils import timezone
+
+    from cdp.ingest.models import Event
+    from cdp.profiles.models import IdentityKind
+    from cdp.profiles.services import IdentifierValue, customer_create
+    from consent.services import consent_record
+
+    n = uuid.uuid4().hex[:10]
+    customer = customer_create(
+        actor="bench",
+        email=f"{tag}-{n}@example.org",
+        phone=f"+4420794{next(_phones):05d}",
+        first_name="Bench",
+        last_name=tag,
+        country="GB",
+        identifiers=[IdentifierValue(IdentityKind.USER_ID, f"{tag}-{n}")],
+    )
+    consent_record(
+        customer=customer,
+        purpose_code="analytics",
+        granted=True,
+        channel="admin",
+        method="bench",
+        actor="bench",
+    )
+    now = timezone.now()
+    rows = [
+        Event(
+            id=uuid.uuid4(),
+            source=source,
+            message_id=f"{n}-{i}",
+            customer_id=customer.id,
+            type="track",
+            name="Order Completed" if i % 4 == 0 else "Product Viewed",
+            timestamp=now - dt.timedelta(seconds=i),
+            received_at=now,
+            amount=i % 50,
+            currency="GBP",
+            product_id=f"sku-{i % 500}",
+            properties={"order_id": f"o-{i // 4}", "quantity": 1, "category": "tea"},
+            payload={
+                "event": "Order Completed",
+                "properties": {"order_id": f"o-{i // 4}", "price": 4.5},
+                "context": {"ip": "192.0.2.1", "userAgent": "Mozilla/5.0"},
+                "userId": f"{tag}-{n}",
+            },
+        )
+        for i in range(events)
+    ]
+    for start in range(0, len(rows), 2_000):
+        Event.objects.bulk_create(rows[start : start + 2_000])
+    return customer
+
+
+def _request(customer, kind: str):
+    from cdp.privacy.services import dsr_create, dsr_verify
+
+    request = dsr_create(
+        type=kind, subject_kind="customer_id", subject_value=str(customer.id), actor="bench"
+    )
+    dsr_verify(request=request, method="document", actor="bench")
+    request.refresh_from_db()
+    return request
+
+
+def _raw_delete(customer_id: uuid.UUID) -> None:
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for sql in (
+            "DELETE FROM ingest_event WHERE customer_id = %s",
+            "DELETE FROM profiles_identity WHERE customer_id = %s",
+            "DELETE FROM consent_consentstate WHERE customer_id = %s",
+            "DELETE FROM profiles_customer WHERE id = %s",
+            "DELETE FROM crypto_subjectkey WHERE subject_id = %s",
+        ):
+            cursor.execute(sql, [customer_id])
+
+
+def _raw_select(customer_id: uuid.UUID) -> int:
+    from django.db import connection
+
+    rows = 0
+    with connection.cursor() as cursor:
+        for sql in (
+            "SELECT * FROM profiles_customer WHERE id = %s",
+            "SELECT * FROM profiles_identity WHERE customer_id = %s",
+            "SELECT * FROM consent_consentstate WHERE customer_id = %s",
+            "SELECT * FROM ingest_event WHERE customer_id = %s",
+        ):
+            cursor.execute(sql, [customer_id])
+            rows += len(cursor.fetchall())
+    return rows
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def erasure_and_export(source) -> None:
+    from cdp.crypto.subject_keys import cache_clear
+    from cdp.privacy.erasure import dsr_execute_erasure
+    from cdp.privacy.export import dsr_execute_export
+
+    best = {"erase": 0.0, "erase_raw": 0.0, "export": 0.0, "export_raw": 0.0}
+    scans = []
+    for _ in range(ROUNDS):
+        ours, theirs = _subject(source, EVENTS, "erase"), _subject(source, EVENTS, "raw")
+        cache_clear()
+        request = _request(ours, "access")
+        seconds = _timed(lambda r=request: dsr_execute_export(request=r, actor="bench"))
+        best["export"] = max(best["export"], EVENTS / seconds)
+        cache_clear()
+        seconds = _timed(lambda t=theirs: _raw_select(t.id))
+        best["export_raw"] = max(best["export_raw"], EVENTS / seconds)
+
+        request = _request(ours, "erasure")
+        cert = None
+
+        def erase(r=request) -> None:
+            nonlocal cert
+            cert = dsr_execute_erasure(request=r, actor="bench")
+
+        seconds = _timed(erase)
+        assert cert is not None and cert.clean, cert.scan if cert else None
+        scans.append(cert.scan["tables_scanned"])
+        best["erase"] = max(best["erase"], EVENTS / seconds)
+        seconds = _timed(lambda t=theirs: _raw_delete(t.id))
+        best["erase_raw"] = max(best["erase_raw"], EVENTS / seconds)
+    print(f"residue scan read {scans[0]} tables per erasure", flush=True)
+    report("privacy-export", "events", best["export"], best["export_raw"])
+    report("privacy-erasure", "events", best["erase"], best["erase_raw"])
+
+
+# --- ingestion while erasures run ------------------------------------------------------------
+
+
+def _batch(users: int, rng_seed: int) -> list[dict]:
+    import random
+
+    from django.utils import timezone
+
+    rng = random.Random(rng_seed)
+    now = timezone.now().isoformat()
+    return [
+        {
+            "type": "track",
+            "messageId": str(uuid.uuid4()),
+            "userId": f"user-{rng.randrange(users)}",
+            "event": "Product Viewed",
+            "timestamp": now,
+            "properties": {"product_id": f"sku-{rng.randrange(500)}", "category": "tea"},
+            "context": {"consent": {"categoryPreferences": {"analytics": True}}},
+        }
+        for _ in range(BATCH)
+    ]
+
+
+def _ingest(source, raw: list[dict]) -> int:
+    from django.utils import timezone
+
+    from cdp.ingest.messages import Limits, Message, message_validate
+    from cdp.ingest.pipeline import events_ingest
+
+    received_at = timezone.now()
+    limits = Limits(
+        max_message_bytes=source.max_message_bytes,
+        max_depth=source.max_depth,
+        max_event_age=dt.timedelta(days=source.max_event_age_days),
+    )
+    messages = []
+    for index, item in enumerate(raw):
+        checked = message_validate(
+            item,
+            index=index,
+            endpoint_type=None,
+            batch_sent_at=None,
+            received_at=received_at,
+            limits=limits,
+        )
+        if isinstance(checked, Message):
+            messages.append(checked)
+    return events_ingest(
+        source=source, messages=messages, rejections=[], received_at=received_at
+    ).accepted
+
+
+def _ingest_window(source, users: int, seconds: float) -> float:
+    accepted = 0
+    started = time.perf_counter()
+    seed = int(started * 1000)
+    while time.perf_counter() - started < seconds:
+        seed += 1
+        accepted += _ingest(source, _batch(users, seed))
+    return accepted / (time.perf_counter() - started)
+
+
+def ingest_during_erasure(source) -> None:
+    users = scaled(2_000)
+    for start in range(0, users, BATCH):
+        identify = [
+            {
+                "type": "identify",
+                "messageId": str(uuid.uuid4()),
+                "userId": f"user-{n}",
+                "traits": {"email": f"user{n}@example.org"},
+                "context": {"consent": {"categoryPreferences": {"analytics": True}}},
+            }
+            for n in range(start, min(users, start + BATCH))
+        ]
+        _ingest(source, identify)
+    _ingest_window(source, users, 2)  # warm-up
+    victims = [_subject(source, ERASER_EVENTS, "victim") for _ in range(ROUNDS * 30)]
+    for customer in victims:
+        _request(customer, "erasure")
+    alone = during = 0.0
+    erased_total = 0
+    for _ in range(ROUNDS):
+        alone = max(alone, _ingest_window(source, users, WINDOW))
+        eraser = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "privacy.py"), "--eraser"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "DATABASE_URL": DB.url},
+        )
+        assert eraser.stdout is not None
+        assert eraser.stdout.readline().strip() == "ready"
+        during = max(during, _ingest_window(source, users, WINDOW))
+        eraser.send_signal(signal.SIGTERM)
+        out, _ = eraser.communicate(timeout=120)
+        erased_total += int((out.strip().splitlines() or ["0"])[-1])
+    print(f"{erased_total} erasures of {ERASER_EVENTS}-event subjects ran during ingestion")
+    report("privacy-ingest-during-erasure", "events", during, alone)
+
+
+def eraser() -> None:
+    """The second process: erase verified subjects back to back until SIGTERM."""
+    from _common import setup_django
+
+    setup_django()
+    from cdp.privacy.erasure import dsr_execute_erasure
+    from cdp.privacy.models import DataSubjectRequest
+
+    stop = False
+
+    def halt(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, halt)
+    print("ready", flush=True)
+    done = 0
+    while not stop:
+        request = (
+            DataSubjectRequest.objects.filter(type="erasure", status="verified")
+            .order_by("received_at")
+            .first()
+        )
+        if request is None:
+            break
+        DataSubjectRequest.objects.filter(pk=request.pk).update(status="running")
+        dsr_execute_erasure(request=request, actor="bench")
+        done += 1
+    while not stop:  # out of subjects: idle until told to stop, so the window stays honest
+        time.sleep(0.05)
+    print(done, flush=True)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    DB.create()
+    try:
+        from cdp.celery import app
+        from cdp.ingest.services import source_create
+
+        _purposes()
+        source = source_create(name="bench", actor="system").source
+        for _ in range(BACKGROUND // 100):
+            for _ in range(100):
+                _subject(source, 5, "bg")
+        print(f"background: {BACKGROUND} customers; subject: {EVENTS} events", flush=True)
+        erasure_and_export(source)
+        ingest_during_erasure(source)
+        app.control.purge()  # the touched-customer and hook tasks nobody consumes here
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        DB.drop()
+
+
+if __name__ == "__main__":
+    if "--eraser" in sys.argv:
+        eraser()
+    else:
+        main()
