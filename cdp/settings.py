@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "consent",
     "segmentation",
     "segmentation.segments",
+    "segmentation.personalization",
 ]
 
 MIDDLEWARE = [
@@ -217,10 +218,11 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Periodic jobs (`celery -A cdp beat`); each package declares its own entries.
 from consent.schedules import BEAT_SCHEDULE as _CONSENT_BEAT  # noqa: E402
+from segmentation.personalization.schedules import BEAT_SCHEDULE as _PERSO_BEAT  # noqa: E402
 from segmentation.schedules import BEAT_SCHEDULE as _SEGMENTATION_BEAT  # noqa: E402
 from segmentation.segments.schedules import BEAT_SCHEDULE as _SEGMENTS_BEAT  # noqa: E402
 
-CELERY_BEAT_SCHEDULE = {**_CONSENT_BEAT, **_SEGMENTATION_BEAT, **_SEGMENTS_BEAT}
+CELERY_BEAT_SCHEDULE = {**_CONSENT_BEAT, **_SEGMENTATION_BEAT, **_SEGMENTS_BEAT, **_PERSO_BEAT}
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

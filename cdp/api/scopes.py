@@ -8,6 +8,7 @@ SCOPES: dict[str, str] = {
     "segmentation:write": "Start clustering runs",
     "segments:read": "List segments and their members (pseudonymous ids and user ids)",
     "segments:webhooks": "Manage webhook subscriptions to segment enter/leave changes",
+    "personalization:read": "Read a customer's recommendations and personalization decision",
     "imports:write": "Upload CSV files of profiles or transactions",
     "imports:read": "Read import jobs: status, counts, quality and error reports (no values)",
     "privacy:read": "Read data-subject requests and regulations (ids, dates, statuses)",

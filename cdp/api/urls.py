@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("consent.api.urls")),
     path("", include("segmentation.api.urls")),
     path("", include("segmentation.segments.api.urls")),
+    path("", include("segmentation.personalization.api.urls")),
     path("", include("cdp.privacy.api.urls")),
     path("", include("cdp.ingest.imports.api.urls")),
 ]

@@ -48,7 +48,7 @@ def psi_from_shares(expected: np.ndarray, actual: np.ndarray) -> float:
 
 def psi(expected: np.ndarray, actual: np.ndarray, *, bins: int = 10) -> DriftResult:
     """PSI of `actual` against the reference `expected` over the reference's quantile bins;
-    ties collapse bins (a constant reference gives one bin and PSI 0 for the same constant)."""
+    ties collapse bins; a constant reference gets three bins (below, equal, above)."""
     expected = np.asarray(expected, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
     expected = expected[np.isfinite(expected)]
@@ -56,6 +56,10 @@ def psi(expected: np.ndarray, actual: np.ndarray, *, bins: int = 10) -> DriftRes
     if len(expected) == 0 or len(actual) == 0:
         raise ValueError("both populations need at least one finite value")
     inner = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
+    if expected.min() == expected.max():
+        # A constant reference: below, equal to and above it, so a moved constant still shows.
+        value = float(expected[0])
+        inner = np.array([value, np.nextafter(value, np.inf)])
     e_counts = np.bincount(np.searchsorted(inner, expected, side="right"), minlength=len(inner) + 1)
     a_counts = np.bincount(np.searchsorted(inner, actual, side="right"), minlength=len(inner) + 1)
     e_share = e_counts / e_counts.sum()

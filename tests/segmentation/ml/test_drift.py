@@ -32,10 +32,9 @@ def test_psi_matches_a_hand_computation():
     assert psi_from_shares(expected, actual) == pytest.approx(hand)
 
 
-def test_constant_reference_collapses_to_one_bin():
-    result = psi(np.zeros(100), np.zeros(50))
-
-    assert result.psi == pytest.approx(0.0)
+def test_constant_reference_still_detects_a_moved_constant():
+    assert psi(np.zeros(100), np.zeros(50)).psi == pytest.approx(0.0)
+    assert psi(np.zeros(100), np.ones(50)).psi > ALERT_THRESHOLD
 
 
 def test_empty_population_is_refused():

@@ -1,0 +1,258 @@
+"""Reads of personalization: training data, a customer's scores, rule conflicts, results.
+
+Every population read goes through `consent.selectors.customers_allowed_for`, composed as a
+subquery, so training and scoring never see a customer whose consent does not cover the model's
+purpose.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.db.models import Count, F, Min, Q, Sum, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
+
+from cdp.ingest.models import Event
+from consent.selectors import customers_allowed_for
+from segmentation.ml.experiments import HOLDOUT, SrmResult, sample_ratio_mismatch, uplift
+from segmentation.ml.recommend import EVENT_WEIGHTS
+from segmentation.personalization.models import (
+    Assignment,
+    CustomerScore,
+    Experiment,
+    ModelInventory,
+    ModelRun,
+    PersonalizationRule,
+    RunStatus,
+)
+
+ORDER_EVENT = "Order Completed"
+
+
+def allowed_customer_ids(purpose: str) -> list[uuid.UUID]:
+    """Ids of every customer the purpose allows now (one query)."""
+    return list(customers_allowed_for(purpose).values_list("id", flat=True))
+
+
+def customer_allowed(customer_id: uuid.UUID, purpose: str) -> bool:
+    from cdp.profiles.models import Customer
+
+    return customers_allowed_for(purpose, Customer.objects.filter(pk=customer_id)).exists()
+
+
+def order_rows(purpose: str) -> list[tuple[uuid.UUID, dt.datetime, float]]:
+    """(customer, order time, order value) per order of allowed customers: distinct
+    (customer, properties.order_id) among "Order Completed" events (the event id when the order
+    id is missing), time = its first line, value = sum of its line amounts."""
+    allowed = customers_allowed_for(purpose).values("id")
+    order_key = Coalesce(KeyTextTransform("order_id", "properties"), Cast("id", TextField()))
+    rows = (
+        Event.objects.filter(name=ORDER_EVENT, customer_id__in=allowed)
+        .annotate(order_key=order_key)
+        .values("customer_id", "order_key")
+        .annotate(when=Min("timestamp"), value=Sum("amount"))
+        .values_list("customer_id", "when", "value")
+    )
+    return [(c, w, float(v or 0)) for c, w, v in rows.iterator(chunk_size=20_000)]
+
+
+def interaction_rows(
+    purpose: str, *, before: dt.datetime | None = None, since: dt.datetime | None = None
+) -> list[tuple[uuid.UUID, str, float]]:
+    """(customer, product id, summed weight) of allowed customers' purchases, cart adds and
+    views in [since, before)."""
+    allowed = customers_allowed_for(purpose).values("id")
+    qs = Event.objects.filter(
+        name__in=list(EVENT_WEIGHTS), customer_id__in=allowed, amount__gte=0
+    ).exclude(product_id="")
+    qs = qs.exclude(properties__contains={"non_product": True})  # a missing key is kept
+    if before is not None:
+        qs = qs.filter(timestamp__lt=before)
+    if since is not None:
+        qs = qs.filter(timestamp__gte=since)
+    counts = qs.values("customer_id", "product_id", "name").annotate(n=Count("id"))
+    out: dict[tuple[uuid.UUID, str], float] = {}
+    for row in counts.iterator(chunk_size=20_000):
+        key = (row["customer_id"], row["product_id"])
+        out[key] = out.get(key, 0.0) + EVENT_WEIGHTS[row["name"]] * row["n"]
+    return [(c, p, w) for (c, p), w in out.items()]
+
+
+def model_run_previous(*, run: ModelRun) -> ModelRun | None:
+    """The last successful run of the same kind before `run`."""
+    return (
+        ModelRun.objects.filter(
+            kind=run.kind, status=RunStatus.SUCCEEDED, created_at__lt=run.created_at
+        )
+        .exclude(pk=run.pk)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def model_run_latest(kind: str) -> ModelRun | None:
+    return (
+        ModelRun.objects.filter(kind=kind, status=RunStatus.SUCCEEDED)
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def customer_scores(customer_id: uuid.UUID) -> dict[str, float]:
+    return dict(CustomerScore.objects.filter(customer_id=customer_id).values_list("kind", "score"))
+
+
+def customer_segment_ids(customer_id: uuid.UUID) -> set[uuid.UUID]:
+    """The segments the customer is in now (open membership stays)."""
+    from segmentation.segments.models import SegmentMembership
+
+    return set(
+        SegmentMembership.objects.filter(customer_id=customer_id, left_at__isnull=True).values_list(
+            "segment_id", flat=True
+        )
+    )
+
+
+def customer_score_explanations(customer_id: uuid.UUID) -> list[dict[str, Any]]:
+    """For the access report (Art. 15(1)(h)/22): each score with what its model is for and uses."""
+    inventory = {m.kind: m for m in ModelInventory.objects.all()}
+    out = []
+    for score in CustomerScore.objects.filter(customer_id=customer_id).order_by("kind"):
+        entry = inventory.get(score.kind)
+        out.append(
+            {
+                "kind": score.kind,
+                "score": score.score,
+                "scored_at": score.scored_at.isoformat(),
+                "model": entry.name if entry else score.kind,
+                "purpose": entry.purpose if entry else "",
+                "inputs": entry.inputs if entry else [],
+                "logic": entry.logic if entry else "",
+            }
+        )
+    return out
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+def _interval(rule: PersonalizationRule) -> tuple[float, float, bool, bool]:
+    """The score range a rule accepts as (low, high, low_open, high_open)."""
+    t = float(rule.score_threshold) if rule.score_threshold is not None else 0.0
+    if rule.score_op == "gt":
+        return t, np.inf, True, True
+    if rule.score_op == "gte":
+        return t, np.inf, False, True
+    if rule.score_op == "lt":
+        return -np.inf, t, True, True
+    return -np.inf, t, True, False  # lte
+
+
+def rules_can_overlap(a: PersonalizationRule, b: PersonalizationRule) -> bool:
+    """False only when the two rules provably cannot match the same customer: the same score
+    kind with disjoint ranges. Different segments can overlap (a customer can be in both)."""
+    if a.score_kind and a.score_kind == b.score_kind:
+        lo_a, hi_a, lo_open_a, hi_open_a = _interval(a)
+        lo_b, hi_b, lo_open_b, hi_open_b = _interval(b)
+        low = max(lo_a, lo_b)
+        high = min(hi_a, hi_b)
+        if low > high:
+            return False
+        if low == high:
+            open_low = lo_open_a if lo_a == low else lo_open_b
+            open_high = hi_open_a if hi_a == high else hi_open_b
+            if open_low or open_high:
+                return False
+    return True
+
+
+@dataclass(frozen=True)
+class RuleConflict:
+    priority: int
+    first: PersonalizationRule
+    second: PersonalizationRule
+
+    @property
+    def message(self) -> str:
+        return (
+            f"'{self.first.name}' and '{self.second.name}' share priority {self.priority} "
+            "and can match the same customer"
+        )
+
+
+def rule_conflicts(rules: Iterable[PersonalizationRule] | None = None) -> list[RuleConflict]:
+    """Pairs of active rules at the same priority that can match the same customer: which one
+    wins would depend on creation order, so the admin flags them."""
+    rules = list(rules if rules is not None else PersonalizationRule.objects.filter(is_active=True))
+    rules = [r for r in rules if r.is_active]
+    conflicts = []
+    for i, a in enumerate(rules):
+        for b in rules[i + 1 :]:
+            if a.priority == b.priority and rules_can_overlap(a, b):
+                conflicts.append(RuleConflict(a.priority, a, b))
+    return conflicts
+
+
+# -- experiments -----------------------------------------------------------------------------
+
+
+@dataclass
+class ExperimentResults:
+    rows: list[dict[str, Any]]
+    srm: SrmResult
+    control: str | None
+
+
+def experiment_results(experiment: Experiment) -> ExperimentResults:
+    """Per variant (and holdout): exposed customers, converted customers (a conversion event
+    after their first exposure), rate, and uplift with a 95% CI against the control (the first
+    variant); plus the sample-ratio-mismatch check of the exposure counts."""
+    variants = list(experiment.variants.all())
+    weights = {v.name: v.weight for v in variants}
+    total = sum(weights.values()) or 1.0
+    planned = {name: (1 - experiment.holdout) * w / total for name, w in weights.items()}
+    if experiment.holdout > 0:
+        planned[HOLDOUT] = experiment.holdout
+    converted = Q(
+        customer__events__name=experiment.conversion_event,
+        customer__events__timestamp__gte=F("exposed_at"),
+    )
+    counts = (
+        Assignment.objects.filter(experiment=experiment)
+        .values("variant")
+        .annotate(
+            exposed=Count("customer_id", distinct=True),
+            converted=Count("customer_id", filter=converted, distinct=True),
+        )
+    )
+    by_name = {row["variant"]: row for row in counts}
+    control = variants[0].name if variants else None
+    base = by_name.get(control or "", {"exposed": 0, "converted": 0})
+    rows = []
+    for name in [*weights, *([HOLDOUT] if experiment.holdout > 0 else [])]:
+        row = by_name.get(name, {"exposed": 0, "converted": 0})
+        exposed, conv = row["exposed"], row["converted"]
+        result: dict[str, Any] = {
+            "variant": name,
+            "exposed": exposed,
+            "converted": conv,
+            "rate": (conv / exposed) if exposed else None,
+            "planned_share": planned.get(name, 0.0),
+            "uplift": None,
+        }
+        if name != control and exposed and base["exposed"]:
+            result["uplift"] = uplift(
+                control_conversions=base["converted"],
+                control_exposed=base["exposed"],
+                treatment_conversions=conv,
+                treatment_exposed=exposed,
+            ).as_dict()
+        rows.append(result)
+    srm = sample_ratio_mismatch({r["variant"]: r["exposed"] for r in rows}, planned)
+    return ExperimentResults(rows=rows, srm=srm, control=control)
