@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -348,7 +349,10 @@ class _Compiler:
     customer: sql.Identifier
     features: sql.Identifier
     event_table: sql.Identifier
+    customer_ids: Sequence[Any] | None = None
     params: list[Any] = field(default_factory=list)
+    joins: list[sql.Composable] = field(default_factory=list)
+    join_params: list[Any] = field(default_factory=list)
 
     def node(self, cond: dict[str, Any]) -> sql.Composable:
         if "all" in cond or "any" in cond:
@@ -422,55 +426,80 @@ class _Compiler:
         return sql.SQL("COALESCE({}, false)").format(test)
 
     def event(self, cond: dict[str, Any]) -> sql.Composable:
+        """An event aggregate: one GROUP BY over the window's events, LEFT JOINed on the
+        customer (one hash aggregate for a full refresh, instead of a probe per customer), and
+        COALESCE(value, 0) compared in the WHERE. With `customer_ids` the aggregate only reads
+        those customers' events (real-time re-checks)."""
         ((unit, amount),) = cond["within"].items()
         since = self.now - dt.timedelta(**{unit: amount})
         events = sql.Identifier("e")
+        alias = sql.Identifier(f"ev{len(self.joins)}")
         properties = sql.SQL("{}.{}").format(events, sql.Identifier("properties"))
+        where_params, self.params = self.params, []  # the join's parameters come first
         aggregate = cond.get("aggregate", "count")
         if aggregate == "count":
             measure = sql.SQL("count(*)")
         elif cond["of"] == "amount":
-            measure = sql.SQL("COALESCE(sum({}.{}), 0)").format(events, sql.Identifier("amount"))
+            measure = sql.SQL("sum({}.{})").format(events, sql.Identifier("amount"))
         else:
             self.params.extend([cond["of"][9:], cond["of"][9:]])
             measure = sql.SQL(
-                "COALESCE(sum(CASE WHEN jsonb_typeof({doc} -> {p}) = 'number' "
-                "THEN ({doc} ->> {p})::numeric END), 0)"
+                "sum(CASE WHEN jsonb_typeof({doc} -> {p}) = 'number' "
+                "THEN ({doc} ->> {p})::numeric END)"
             ).format(doc=properties, p=P)
         self.params.extend([cond["event"], since])
         filters = [
-            sql.SQL("{}.{} = {}.{}").format(
-                events, sql.Identifier("customer_id"), self.customer, sql.Identifier("id")
-            ),
             sql.SQL("{}.{} = {}").format(events, sql.Identifier("name"), P),
             sql.SQL("{}.{} >= {}").format(events, sql.Identifier("timestamp"), P),
         ]
+        if self.customer_ids is not None:
+            self.params.append(list(self.customer_ids))
+            filters.append(
+                sql.SQL("{}.{} = ANY({})").format(events, sql.Identifier("customer_id"), P)
+            )
         for item in cond.get("where", []):
             filters.append(
                 self.json_compare(properties, item["property"], item["op"], item["value"])
             )
-        self.params.append(_num(cond["value"]))
-        return sql.SQL("((SELECT {} FROM {} AS {} WHERE {}) {} {})").format(
-            measure,
-            self.event_table,
-            events,
-            sql.SQL(" AND ").join(filters),
-            sql.SQL(SQL_OPS[cond["op"]]),
-            P,
+        self.join_params.extend(self.params)
+        self.params = where_params
+        customer_id = sql.Identifier("customer_id")
+        self.joins.append(
+            sql.SQL(
+                "LEFT JOIN (SELECT {e}.{cid}, {measure} AS v FROM {table} AS {e} WHERE {filters} "
+                "GROUP BY {e}.{cid}) AS {alias} ON {alias}.{cid} = {c}.{id}"
+            ).format(
+                e=events,
+                cid=customer_id,
+                measure=measure,
+                table=self.event_table,
+                filters=sql.SQL(" AND ").join(filters),
+                alias=alias,
+                c=self.customer,
+                id=sql.Identifier("id"),
+            )
         )
+        self.params.append(_num(cond["value"]))
+        return sql.SQL("(COALESCE({}.v, 0) {} {})").format(alias, sql.SQL(SQL_OPS[cond["op"]]), P)
 
 
 @dataclass(frozen=True)
 class CompiledCondition:
-    """A WHERE expression over `profiles_customer AS c` (and `features AS f` when used)."""
+    """JOINs (event aggregates) and a WHERE expression over `profiles_customer AS c` (and
+    `features AS f` when used). In the statement the joins, and their parameters, come first."""
 
+    joins: sql.Composable
+    join_params: list[Any]
     where: sql.Composable
     params: list[Any]
     uses_features: bool
 
 
-def condition_compile(condition: Any, *, now: dt.datetime) -> CompiledCondition:
-    """Validate and compile; the expression reads aliases `c` (customer) and `f` (features)."""
+def condition_compile(
+    condition: Any, *, now: dt.datetime, customer_ids: Sequence[Any] | None = None
+) -> CompiledCondition:
+    """Validate and compile; the expression reads aliases `c` (customer) and `f` (features).
+    With `customer_ids`, event aggregates read only those customers' events."""
     from cdp.ingest.models import Event
 
     info = condition_validate(condition)
@@ -479,6 +508,13 @@ def condition_compile(condition: Any, *, now: dt.datetime) -> CompiledCondition:
         customer=sql.Identifier("c"),
         features=sql.Identifier("f"),
         event_table=sql.Identifier(Event._meta.db_table),
+        customer_ids=customer_ids,
     )
     where = compiler.node(condition)
-    return CompiledCondition(where=where, params=compiler.params, uses_features=info.uses_features)
+    return CompiledCondition(
+        joins=sql.SQL(" ").join(compiler.joins),
+        join_params=compiler.join_params,
+        where=where,
+        params=compiler.params,
+        uses_features=info.uses_features,
+    )

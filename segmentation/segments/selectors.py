@@ -67,9 +67,10 @@ def segment_members_sql(
     where: list[sql.Composable] = [
         sql.SQL("{}.{} IN ({})").format(c, sql.Identifier("id"), sql.SQL(consent_sql))
     ]
+    join_params: list[Any] = []
     params: list[Any] = list(consent_params)
     if rule.condition is not None:
-        compiled = condition_compile(rule.condition, now=now)
+        compiled = condition_compile(rule.condition, now=now, customer_ids=customer_ids)
         if compiled.uses_features:
             joins.append(
                 sql.SQL("LEFT JOIN {} AS f ON f.{} = c.{}").format(
@@ -78,6 +79,8 @@ def segment_members_sql(
                     sql.Identifier("id"),
                 )
             )
+        joins.append(compiled.joins)
+        join_params.extend(compiled.join_params)
         where.append(compiled.where)
         params.extend(compiled.params)
     if rule.cluster_run_id is not None:
@@ -95,7 +98,7 @@ def segment_members_sql(
         sql.SQL(" ").join(joins),
         sql.SQL(" AND ").join(where),
     )
-    return query, params
+    return query, [*join_params, *params]
 
 
 def sql_render(query: sql.Composable) -> str:
