@@ -228,7 +228,12 @@ class ImportJobAdmin(admin.ModelAdmin):
                 columns=columns,
                 preview=import_job_preview(job),
                 form=form,
-                errors=errors,
+                error_message=errors.get("_message", ""),
+                error_fields=[
+                    ("mapping" if k == "_mapping" else k, v)
+                    for k, v in errors.items()
+                    if k != "_message"
+                ],
                 title="Map the columns",
             ),
         )

@@ -41,7 +41,7 @@ def _actor(request: Request) -> str:
 
 
 class ImportCreateInput(serializers.Serializer):
-    file = serializers.FileField()
+    file = serializers.FileField(allow_empty_file=True)
     source = serializers.CharField(max_length=100)
     kind = serializers.ChoiceField(choices=ImportKind.choices)
     mapping = serializers.CharField(
@@ -137,7 +137,7 @@ class ImportDetailView(APIView):
 
 class ImportErrorsView(APIView):
     """The error report: row number (header = 1), column, code and reason; never a value.
-    JSON, paginated; `?format=csv` streams the whole report as CSV."""
+    JSON, paginated; `errors.csv` streams the whole report as CSV."""
 
     permission_classes = [HasScope("imports:read", perm="ingest.view_importjob")]
 
@@ -146,17 +146,12 @@ class ImportErrorsView(APIView):
         parameters=[
             OpenApiParameter("limit", int, OpenApiParameter.QUERY, required=False),
             OpenApiParameter("offset", int, OpenApiParameter.QUERY, required=False),
-            OpenApiParameter("format", str, OpenApiParameter.QUERY, required=False, enum=["csv"]),
         ],
         responses={200: inline_serializer("ImportRowErrors", {"results": serializers.ListField()})},
         tags=["imports"],
     )
     def get(self, request: Request, job_id: uuid.UUID) -> Any:
         job = get_object_or_404(ImportJob, pk=job_id)
-        if request.query_params.get("format") == "csv":
-            response = StreamingHttpResponse(import_job_error_csv(job), content_type="text/csv")
-            response["Content-Disposition"] = f'attachment; filename="import-{job.id}-errors.csv"'
-            return response
         paginator = LimitOffsetPagination()
         paginator.default_limit = 100
         page = paginator.paginate_queryset(import_job_errors(job), request, view=self)
@@ -166,3 +161,16 @@ class ImportErrorsView(APIView):
                 for e in page or []
             ]
         )
+
+
+class ImportErrorsCsvView(APIView):
+    """The whole error report as CSV (row, column, code, reason), streamed."""
+
+    permission_classes = [HasScope("imports:read", perm="ingest.view_importjob")]
+
+    @extend_schema(operation_id="import_errors_csv", responses={200: str}, tags=["imports"])
+    def get(self, request: Request, job_id: uuid.UUID) -> StreamingHttpResponse:
+        job = get_object_or_404(ImportJob, pk=job_id)
+        response = StreamingHttpResponse(import_job_error_csv(job), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="import-{job.id}-errors.csv"'
+        return response
