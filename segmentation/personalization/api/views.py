@@ -82,7 +82,7 @@ class CustomerRecommendationsView(APIView):
 
 class CustomerDecisionView(APIView):
     permission_classes = [
-        HasScope("personalization:read", perm="personalization.view_personalizationrule")
+        HasScope("personalization:read", perm="personalization.view_customerscore")
     ]
 
     @extend_schema(
