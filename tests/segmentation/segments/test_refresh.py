@@ -200,3 +200,17 @@ def test_cluster_segment_holds_the_allowed_members_of_that_cluster():
     seg = segment(None, cluster_run=run, cluster=1)
     segment_refresh(segment_id=seg.pk)
     assert open_ids(seg) == {a.pk}
+
+
+def test_refresh_command_by_name():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    a = customer(attributes={"plan": "gold"})
+    grant([a])
+    seg = segment(GOLD, name="Gold by command")
+    out = StringIO()
+    call_command("refresh_segments", "Gold by command", stdout=out)
+    assert out.getvalue().startswith("Gold by command: +1 -0 = 1")
+    assert open_ids(seg) == {a.pk}
