@@ -376,6 +376,9 @@ def events_ingest(
             key: next((m.into_customer_id for m in merges if m.from_customer_id == cid), cid)
             for key, cid in plan.customer_of.items()
         }
+        # Every data key the batch needs (profile updates, payloads), in one query for those
+        # this worker does not hold yet.
+        subject_keys_load(set(customer_of.values()))
         profile_updates_apply(updates)
         result.consent_errors = consent_from_messages(
             fresh,

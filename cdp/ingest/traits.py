@@ -97,8 +97,13 @@ def profile_updates_apply(updates: dict[uuid.UUID, dict[str, Any]]) -> None:
     cannot be bulk-updated: each value is sealed for its own row)."""
     if not updates:
         return
+    # Only the columns the updates touch: fewer values to read and to decrypt.
+    fields = {"country"}.union(*updates.values())
     customers = (
-        Customer.objects.filter(id__in=list(updates)).order_by("id").prefetch_subject_keys()
+        Customer.objects.filter(id__in=list(updates))
+        .only(*fields)
+        .order_by("id")
+        .prefetch_subject_keys()
     )  # in id order: two batches updating the same profiles lock them in the same order
     for customer in customers:
         update = updates[customer.id]
