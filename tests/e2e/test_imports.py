@@ -1,0 +1,75 @@
+"""The import admin in a real browser: upload, masked mapping preview, live progress bar."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+from playwright.sync_api import Page, expect
+
+from cdp.ingest.imports.services import import_job_run
+from cdp.ingest.models import ImportJob
+from cdp.profiles.roles import CONSENT_ADMIN
+
+ROWS = 6_000
+
+
+def people_csv(path: Path) -> Path:
+    lines = ["Customer No,E-mail,First Name,Country"]
+    lines += [f"{i},person{i}@shop.example,Janet{i},France" for i in range(ROWS)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_upload_map_and_watch_the_progress_bar_without_reloading(
+    page: Page, login_as: Callable[[str], Any], tmp_path: Path, settings: Any
+) -> None:
+    settings.CDP_IMPORT_CHUNK_ROWS = 250
+    login_as(CONSENT_ADMIN)
+
+    page.goto("/admin/ingest/importjob/add/")
+    page.get_by_label("File").set_input_files(people_csv(tmp_path / "people.csv"))
+    page.get_by_label("Source").fill("crm")
+    page.get_by_label("Kind").select_option("profiles")
+    page.get_by_role("button", name="Upload and map the columns").click()
+
+    expect(page.get_by_role("heading", name="Map the columns")).to_be_visible()
+    expect(page.locator("select[data-header='E-mail']")).to_have_value("email")
+    expect(page.locator("td.preview").first).to_be_visible()
+    content = page.content()
+    assert "p***@shop.example" in content and "J***" in content
+    assert "person0@shop.example" not in content and "Janet0" not in content
+    page.locator("select[data-header='Country']").select_option("ignore")
+    page.get_by_role("button", name="Start the import").click()
+
+    expect(page.locator("#status")).to_have_text("queued")
+    page.evaluate("window.notReloaded = true")
+    job = ImportJob.objects.get()
+    assert job.mapping["Country"] == "ignore"
+    worker = threading.Thread(target=_run, args=(job.pk,))
+    worker.start()
+    try:
+        # Intermediate progress is shown while the job runs...
+        expect(page.locator("#status")).to_have_text("running", timeout=30_000)
+        expect(page.locator("#rows_done")).not_to_have_text("0")
+        # ...and the end, in the same page.
+        expect(page.locator("#status")).to_have_text("completed", timeout=120_000)
+    finally:
+        worker.join()
+    expect(page.locator("#rows_done")).to_have_text(str(ROWS))
+    expect(page.locator("#count-created")).to_have_text(str(ROWS))
+    expect(page.locator("#percent")).to_have_text("100 %")
+    assert page.evaluate("window.notReloaded") is True
+    with page.expect_download() as download:
+        page.locator("#errors-link").click()
+    assert Path(download.value.path()).read_bytes() == b"row,column,code,reason\r\n"
+
+
+def _run(job_id: Any) -> None:
+    try:
+        import_job_run(job_id=job_id, actor="test")
+    finally:
+        connection.close()
