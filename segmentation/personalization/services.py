@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import sklearn
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from cdp.api.errors import ApplicationError
@@ -49,6 +50,7 @@ from segmentation.personalization.models import (
     PersonalizationRule,
     Recommendation,
     RunStatus,
+    Variant,
 )
 from segmentation.services import model_signing_key
 
@@ -390,19 +392,27 @@ def _require_personalization(customer_id: uuid.UUID) -> None:
         )
 
 
-def _running_experiment(target: str) -> Experiment | None:
-    return (
-        Experiment.objects.filter(target=target, status=ExperimentStatus.RUNNING)
-        .prefetch_related("variants")
-        .order_by("started_at", "id")
-        .first()
+def _running_experiment(target: str) -> tuple[Experiment, list[Variant]] | None:
+    """The oldest running experiment on `target` with its variants, in one query."""
+    variants = list(
+        Variant.objects.filter(
+            experiment__target=target, experiment__status=ExperimentStatus.RUNNING
+        )
+        .select_related("experiment")
+        .order_by("experiment__started_at", "experiment_id", "position", "id")
     )
+    if not variants:
+        return None
+    first = variants[0].experiment
+    return first, [v for v in variants if v.experiment_id == first.pk]
 
 
-def experiment_expose(*, experiment: Experiment, customer_id: uuid.UUID) -> tuple[str, dict]:
+def experiment_expose(
+    *, experiment: Experiment, customer_id: uuid.UUID, variants: list[Variant] | None = None
+) -> tuple[str, dict]:
     """The customer's variant (hash of experiment key and customer id) and its config; the
     first exposure is recorded (idempotent: later exposures keep the first time)."""
-    variants = list(experiment.variants.all())
+    variants = variants if variants is not None else list(experiment.variants.all())
     name = assign(
         experiment.key,
         str(customer_id),
@@ -422,28 +432,42 @@ def recommendations_serve(*, customer_id: uuid.UUID, k: int = RECOMMEND_K) -> di
     """Top-k items for a partner system: the precomputed list, or the popularity fallback for a
     customer the model has not seen; 403 without the personalization purpose. A running
     recommendations experiment may switch the strategy ({"strategy": "popularity"}), and its
-    holdout gets the non-personalised list."""
-    _require_personalization(customer_id)
+    holdout gets the non-personalised list. The hot path is three queries: the experiment, then
+    consent and the list together (the run is read only for a fallback)."""
+    from cdp.profiles.models import Customer
+
     k = max(1, min(int(k), RECOMMEND_K))
-    run = selectors.model_run_latest(ModelKind.RECOMMENDATIONS)
-    experiment = _running_experiment(ExperimentTarget.RECOMMENDATIONS)
-    variant, config = (None, {})
-    if experiment is not None:
-        variant, config = experiment_expose(experiment=experiment, customer_id=customer_id)
-    personal = variant != HOLDOUT and config.get("strategy") != Strategy.POPULARITY
-    row = (
-        Recommendation.objects.filter(customer_id=customer_id)
-        .values_list("items", flat=True)
-        .first()
-        if personal
-        else None
+    running = _running_experiment(ExperimentTarget.RECOMMENDATIONS)
+    mine = Recommendation.objects.filter(customer_id=OuterRef("pk"))
+    allowed = (
+        selectors.customers_allowed_for("personalization", Customer.objects.filter(pk=customer_id))
+        .annotate(
+            items=Subquery(mine.values("items")[:1]),
+            run=Subquery(mine.values("model_run_id")[:1]),
+        )
+        .values_list("items", "run")
     )
-    items = row if row is not None else (run.metrics.get("fallback", []) if run else [])
+    found = list(allowed[:1])
+    if not found:
+        _require_personalization(customer_id)  # raises the 404 or the 403 with its reason
+    row, run_id = found[0]
+    variant = None
+    if running is not None:
+        experiment, variants = running
+        variant, config = experiment_expose(
+            experiment=experiment, customer_id=customer_id, variants=variants
+        )
+        if variant == HOLDOUT or config.get("strategy") == Strategy.POPULARITY:
+            row = None
+    if row is None:
+        run = selectors.model_run_latest(ModelKind.RECOMMENDATIONS)
+        row = run.metrics.get("fallback", []) if run else []
+        run_id = run.pk if run else None
     return {
         "customer_id": str(customer_id),
-        "items": items[:k],
-        "model_run": str(run.pk) if run else None,
-        "experiment": {"key": experiment.key, "variant": variant} if experiment else None,
+        "items": row[:k],
+        "experiment": {"key": running[0].key, "variant": variant} if running else None,
+        "model_run": str(run_id) if run_id else None,
     }
 
 
@@ -498,10 +522,13 @@ def decision_make(*, customer_id: uuid.UUID) -> dict[str, Any]:
     offer = matched.offer_key if matched else None
     if matched is None:
         why = ["no active rule matched"]
-    experiment = _running_experiment(ExperimentTarget.DECISION)
+    running = _running_experiment(ExperimentTarget.DECISION)
+    experiment = running[0] if running else None
     variant = None
-    if experiment is not None:
-        variant, config = experiment_expose(experiment=experiment, customer_id=customer_id)
+    if running is not None:
+        variant, config = experiment_expose(
+            experiment=running[0], customer_id=customer_id, variants=running[1]
+        )
         if variant == HOLDOUT:
             offer = None
             why = [*why, f"experiment '{experiment.key}': holdout group gets no offer"]
