@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         django.setup()
         call_command("migrate", interactive=False, verbosity=1)
         password = ensure_admin()
+        from cdp.ingest.imports.demo import demo_data_load
+
+        demo_data_load()  # the bundled UCI Online Retail sample, through the CSV importer
         connections.close_all()
 
         # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the children
