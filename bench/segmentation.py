@@ -11,13 +11,15 @@ Data, in a throwaway database (BenchDatabase), generated once per run:
 Comparisons (best of BENCH_REPEATS, default 3, alternating project and raw):
 1. features: `segmentation.services.features_compute` (consent selection, the upsert into
    CustomerFeatures, stale-row removal, RFM quintiles, run bookkeeping) against the same
-   aggregation query and the same RFM window scoring written by hand into an unlogged table over
+   aggregation query and the same RFM window scoring written by hand into plain tables over
    the same customers (consent resolved beforehand, untimed).
 2. clustering: `clustering_run_execute` (mini-batch k-means, k=8, the 8 default features:
    stream the matrix from PostgreSQL, preprocessing pipeline, metrics on samples, personas,
-   projection, signed model, stability against the previous run, COPY of the assignments)
-   against psycopg fetching the same columns, the raw scikit-learn pipeline and MiniBatchKMeans,
-   and a COPY of the labels. One BLAS/OpenMP thread each (see bench/clustering.py for why).
+   projection, signed model, stability against the previous run, COPY of the assignments;
+   the matrix is read by COPY and NumPy's parser) against psycopg fetching the same columns
+   row by row (`fetchall`), the raw scikit-learn pipeline and MiniBatchKMeans,
+   and a COPY of the labels into a plain table (no indexes). One BLAS/OpenMP thread each
+   (see bench/clustering.py for why).
 3. If bench/_segments_bench.py exists (owned by the segments package), its `refresh_vs_raw`
    and `realtime_latency` run next on the same database.
 
@@ -179,10 +181,10 @@ def bench_features() -> None:
 
     def raw() -> int:
         execute("DROP TABLE IF EXISTS bench_raw_features, bench_raw_rfm")
-        execute(f"CREATE UNLOGGED TABLE bench_raw_features AS {select}", {"as_of": AS_OF})
+        execute(f"CREATE TABLE bench_raw_features AS {select}", {"as_of": AS_OF})
         execute(
             f"""
-            CREATE UNLOGGED TABLE bench_raw_rfm AS
+            CREATE TABLE bench_raw_rfm AS
             SELECT customer_id, 6 - {score("rr")} AS r, {score("fr")} AS f, {score("mr")} AS m
             FROM (
                 SELECT customer_id,
@@ -216,7 +218,7 @@ def bench_clustering() -> None:
 
     names = list(DEFAULT_CLUSTER_FEATURES)
     columns = ", ".join(f"{n}::float8" for n in names)
-    execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_raw_labels (customer_id uuid, cluster int)")
+    execute("CREATE TABLE IF NOT EXISTS bench_raw_labels (customer_id uuid, cluster int)")
     log_columns: list[int] = []
 
     def project() -> int:

@@ -155,10 +155,25 @@ class ClusteringRun(models.Model):
 class ClusterAssignment(models.Model):
     """Which cluster of a run a customer fell in (-1: noise, for DBSCAN and HDBSCAN)."""
 
+    # A run writes one row per customer (a million in one COPY), so the table carries only the
+    # indexes its reads need: (run, customer) unique, and customer for the consent purge and
+    # erasure. No database-level foreign-key checks: the rows are written once, by
+    # `clustering_run_execute`, from ids it has just read in the same transaction, and
+    # deletion cascades through Django's collector (erasure) and the withdrawal hook; the
+    # deferred per-row checks doubled the write time of a run.
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(ClusteringRun, on_delete=models.CASCADE, related_name="assignments")
+    run = models.ForeignKey(
+        ClusteringRun,
+        on_delete=models.CASCADE,
+        related_name="assignments",
+        db_index=False,
+        db_constraint=False,
+    )
     customer = models.ForeignKey(
-        "profiles.Customer", on_delete=models.CASCADE, related_name="cluster_assignments"
+        "profiles.Customer",
+        on_delete=models.CASCADE,
+        related_name="cluster_assignments",
+        db_constraint=False,
     )
     cluster = models.IntegerField()
 
@@ -166,7 +181,6 @@ class ClusterAssignment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "customer"], name="cluster_assignment_unique")
         ]
-        indexes = [models.Index(fields=["run", "cluster"])]
 
     def __str__(self) -> str:
         return f"cluster {self.cluster}"

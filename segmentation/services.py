@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import io
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
@@ -50,7 +51,8 @@ logger = logging.getLogger(__name__)
 # Customers per feature statement. Each chunk scans the events once, so chunks trade a scan
 # each for bounded transactions and visible progress: worth it only for very large populations.
 FEATURE_CHUNK = 1_000_000
-MATRIX_FETCH = 50_000
+MATRIX_BLOCK_BYTES = 8 * 1024 * 1024
+COPY_BLOCK = 100_000
 PROJECTION_SAMPLE = 2_000
 MIN_POPULATION = 3
 
@@ -123,6 +125,10 @@ def feature_run_execute(*, run_id: uuid.UUID, chunk_size: int = FEATURE_CHUNK) -
             status=RunStatus.FAILED, error=type(exc).__name__, finished_at=timezone.now()
         )
         raise
+    with connection.cursor() as cursor:
+        # Fresh statistics before anyone reads the table: after a bulk write the planner would
+        # otherwise guess a hundred rows and pick nested loops for a clustering run's million.
+        cursor.execute(f"ANALYZE {CustomerFeatures._meta.db_table}")
     run.refresh_from_db()
     return run
 
@@ -243,34 +249,59 @@ def _progress(run: ClusteringRun, progress: int, stage: str) -> None:
 
 def feature_matrix(
     *, features: list[str], version: int = FEATURE_VERSION
-) -> tuple[list[uuid.UUID], np.ndarray]:
+) -> tuple[list[str], np.ndarray]:
     """Stream the allowed customers' feature rows from PostgreSQL into a float matrix (NaN for
-    missing), ordered by customer id, through a server-side cursor in chunks."""
+    missing), ordered by customer id, with the customer ids as strings.
+
+    COPY ... TO STDOUT in text format, parsed block by block by NumPy's C reader: about four
+    times faster than building a Python row per customer, and memory stays at one block of
+    text plus the matrix."""
     allowed_sql, allowed_params = feature_sql.allowed_customers_sql()
     columns = ", ".join(f'f."{name}"::float8' for name in features)  # names validated
     sql = (
         f"SELECT f.customer_id, {columns} FROM segmentation_customerfeatures f "  # noqa: S608
         f"WHERE f.version = %s AND f.customer_id IN ({allowed_sql}) ORDER BY f.customer_id"
     )
-    ids: list[uuid.UUID] = []
+    ids: list[str] = []
     blocks: list[np.ndarray] = []
-    with transaction.atomic(), connection.chunked_cursor() as cursor:
-        cursor.execute(sql, [version, *allowed_params])
-        while rows := cursor.fetchmany(MATRIX_FETCH):
-            ids.extend(row[0] for row in rows)
-            blocks.append(np.array([row[1:] for row in rows], dtype=np.float64))
+
+    def parse(text: bytes) -> None:
+        lines = text.split(b"\n")
+        ids.extend(line[:36].decode() for line in lines)
+        values = b"\n".join(line[37:] for line in lines).replace(b"\\N", b"nan")
+        block = np.loadtxt(io.BytesIO(values), delimiter="\t", dtype=np.float64, ndmin=2)
+        blocks.append(block.reshape(len(lines), len(features)))
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT", [version, *allowed_params]) as copy:
+            buffer = bytearray()
+            for data in copy:
+                buffer += data
+                if len(buffer) >= MATRIX_BLOCK_BYTES:
+                    cut = buffer.rindex(b"\n")
+                    parse(bytes(buffer[:cut]))
+                    buffer = bytearray(buffer[cut + 1 :])
+            rest = bytes(buffer).rstrip(b"\n")
+            if rest:
+                parse(rest)
     if not blocks:
         return [], np.zeros((0, len(features)))
     return ids, np.vstack(blocks)
 
 
-def _write_assignments(run: ClusteringRun, ids: list[uuid.UUID], labels: np.ndarray) -> None:
+def _write_assignments(run: ClusteringRun, ids: list[str], labels: np.ndarray) -> None:
+    """COPY in text format, each block of rows formatted as one string: several times faster
+    than INSERT, and than adapting every value with `write_row`."""
     table = ClusterAssignment._meta.db_table
+    run_id = str(run.pk)
+    values = labels.tolist()
     with connection.cursor() as cursor:
-        raw = cursor.cursor  # psycopg's own cursor: COPY is several times faster than INSERT
+        raw = cursor.cursor  # psycopg's own cursor, for COPY
         with raw.copy(f"COPY {table} (run_id, customer_id, cluster) FROM STDIN") as copy:
-            for customer_id, label in zip(ids, labels.tolist(), strict=True):
-                copy.write_row((run.pk, customer_id, label))
+            for start in range(0, len(ids), COPY_BLOCK):
+                end = start + COPY_BLOCK
+                block = zip(ids[start:end], values[start:end], strict=True)
+                copy.write("".join(f"{run_id}\t{c}\t{label}\n" for c, label in block))
 
 
 def _stability(run: ClusteringRun, previous: ClusteringRun) -> tuple[float | None, int]:

@@ -104,8 +104,18 @@ def load_events(lines: list[Line]) -> dict[int, uuid.UUID]:
 
 def grant_profiling(customer_ids: list[uuid.UUID], *, granted: bool = True) -> None:
     from cdp.profiles.models import Customer
-    from consent.services import consent_record_many
+    from consent.models import Purpose
+    from consent.services import consent_record_many, purpose_create
     from consent.services.recording import ConsentDecision
+
+    if not Purpose.objects.filter(code="profiling").exists():  # a transactional flush ran
+        purpose_create(
+            code="profiling",
+            actor="system",
+            title="Profiling",
+            notice_text="We analyse your purchases to group customers with similar interests.",
+            covers=["profiling"],
+        )
 
     customers = Customer.objects.filter(id__in=customer_ids).only("id", "status", "jurisdiction")
     consent_record_many(
