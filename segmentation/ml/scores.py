@@ -149,13 +149,14 @@ def order_labels(
 
 
 def population(orders: OrderTable, *, as_of: float, kind: ScoreKind) -> np.ndarray:
-    """Row mask of who a model is about: churn needs a past order (you cannot lose a customer
-    who never bought); propensity and spend cover everyone."""
-    if kind == ScoreKind.CHURN:
-        seen = np.zeros(orders.n_customers, dtype=bool)
-        seen[orders.customer[orders.day < as_of]] = True
-        return seen
-    return np.ones(orders.n_customers, dtype=bool)
+    """Row mask of who a model is about: customers with an order before `as_of`, for every
+    kind. You cannot lose a customer who never bought, and for one with no history every
+    feature is the same constant, so a score would only restate the base rate; worse, on an
+    order log (Online Retail) "known but no order yet" means "orders later", a label leak."""
+    del kind  # the same population for every kind, kept in the signature for callers
+    seen = np.zeros(orders.n_customers, dtype=bool)
+    seen[orders.customer[orders.day < as_of]] = True
+    return seen
 
 
 def _log_columns(X: np.ndarray) -> np.ndarray:

@@ -79,14 +79,14 @@ def test_labels_come_from_the_horizon_only(small_orders):
     assert spend.tolist() == [20.0, 0.0, 100.0, 0.0]
 
 
-def test_churn_population_is_customers_who_ordered_before(small_orders):
-    assert population(small_orders, as_of=60.0, kind=ScoreKind.CHURN).tolist() == [
-        True,
-        True,
-        False,
-        False,
-    ]
-    assert population(small_orders, as_of=60.0, kind=ScoreKind.PROPENSITY).all()
+def test_population_is_customers_who_ordered_before(small_orders):
+    for kind in ScoreKind:
+        assert population(small_orders, as_of=60.0, kind=kind).tolist() == [
+            True,
+            True,
+            False,
+            False,
+        ]
 
 
 def test_order_table_refuses_bad_input():

@@ -41,7 +41,7 @@ def test_worker_trains_scores_and_a_withdrawal_removes_scores(
     )
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
-    assert CustomerScore.objects.filter(model_run=run).count() == 25
+    assert CustomerScore.objects.filter(model_run=run).count() == 24
 
     leaving = shop["consented"][0]
     consent_record(
@@ -57,4 +57,4 @@ def test_worker_trains_scores_and_a_withdrawal_removes_scores(
         seconds=30,
         what="scores removed",
     )
-    assert CustomerScore.objects.filter(model_run=run).count() == 24
+    assert CustomerScore.objects.filter(model_run=run).count() == 23
