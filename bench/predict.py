@@ -375,7 +375,8 @@ def http_serving(rec) -> tuple[float, float]:
         print(
             f"recommend serving (HTTP, gunicorn 2x4 threads, {THREADS} clients, "
             f"{len(latencies):,} requests): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
-            f"{len(latencies) / elapsed:,.0f} requests/s",
+            f"{len(latencies) / elapsed:,.0f} requests/s, machine load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
             flush=True,
         )
         return p50, p95
