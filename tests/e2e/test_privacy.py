@@ -42,8 +42,12 @@ def ledger_emptied() -> Iterator[None]:
 
 
 def _purposes() -> None:
+    """Purposes and property classes: a transactional test's flush removes the seeded rows."""
+    from cdp.ingest.classification import property_classes_seed
     from consent.models import Purpose
     from consent.services import purpose_create
+
+    property_classes_seed()
 
     for code in ("analytics", "profiling", "marketing", "personalization", "sale_sharing"):
         if not Purpose.objects.filter(code=code).exists():
@@ -150,7 +154,8 @@ def test_access_then_erasure_of_a_tracked_subject(
         ),
         actor="test",
     )
-    segment_refresh(segment_id=segment.id)
+    refresh = segment_refresh(segment_id=segment.id)
+    assert refresh is not None and refresh.status == "succeeded", refresh and refresh.error
     assert SegmentMembership.objects.filter(customer=customer).exists()
 
     # Access: forwarded by a partner that verified the subject; runs on the worker.
