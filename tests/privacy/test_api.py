@@ -167,3 +167,20 @@ def test_regulation_refuses_more_than_5000_subjects() -> None:
     assert response.status_code == 400
     assert "subjectIds" in response.json()["error"]["fields"]
     assert not Regulation.objects.exists()
+
+
+def test_request_list_queries_do_not_grow_with_the_page(
+    verified: Any, run: Any, django_assert_max_num_queries: Any
+) -> None:
+    reader = token_client("privacy:read", "privacy:export")
+    make_customer(email="page0@example.com")
+    run(verified("access", "page0@example.com"))
+    with django_assert_max_num_queries(6) as small:
+        assert reader.get(REQUESTS).json()["count"] == 1
+    for n in range(1, 6):
+        make_customer(email=f"page{n}@example.com")
+        run(verified("access", f"page{n}@example.com"))
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        body = reader.get(REQUESTS).json()
+    assert body["count"] == 6
+    assert all(r["download_url"] for r in body["results"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -28,7 +29,7 @@ from cdp.privacy.api.serializers import (
     RequestOutput,
 )
 from cdp.privacy.export import export_link_token, export_package_download, export_package_for_token
-from cdp.privacy.models import DataSubjectRequest, Regulation, RequestChannel
+from cdp.privacy.models import DataSubjectRequest, ExportPackage, Regulation, RequestChannel
 from cdp.privacy.regulations import regulation_create
 from cdp.privacy.services import dsr_create
 
@@ -46,7 +47,8 @@ def _may_export(request: Request) -> bool:
 
 
 def request_output(dsr: DataSubjectRequest, request: Request) -> dict[str, Any]:
-    package = dsr.packages.first() if _may_export(request) else None
+    # .all() reads the list page's prefetch; .first() would query once per request.
+    package = next(iter(dsr.packages.all()), None) if _may_export(request) else None
     url = (
         request.build_absolute_uri(
             reverse("api-privacy-export-download", args=[export_link_token(package)])
@@ -101,7 +103,9 @@ class RequestListCreateView(APIView):
         tags=["privacy"],
     )
     def get(self, request: Request) -> Response:
-        qs = DataSubjectRequest.objects.order_by("due_at", "id").prefetch_related("packages")
+        qs = DataSubjectRequest.objects.order_by("due_at", "id").prefetch_related(
+            Prefetch("packages", queryset=ExportPackage.objects.defer("content"))
+        )
         if request.query_params.get("status"):
             qs = qs.filter(status=request.query_params["status"])
         paginator = LimitOffsetPagination()
