@@ -18,7 +18,11 @@ from tests.consent import hook_probe
 
 
 @pytest.fixture
-def hook_calls():
+def hook_calls(monkeypatch):
+    """Only this test's hooks: the apps' own hooks (segments, ...) need a database."""
+    from consent import hooks
+
+    monkeypatch.setattr(hooks, "_hooks", [])
     calls = []
 
     def hook(customer_id, purpose_code):
