@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdp.crypto.subject_keys import subject_keys_load
+from cdp.ingest.imports.bulk import customers_copy, identities_copy, source_records_copy
 from cdp.ingest.imports.resolve import ImportPlan, RowClaim, import_resolution_plan
 from cdp.ingest.imports.rows import ProfileRow, RowError, TransactionRow, is_non_product
 from cdp.ingest.models import Event, ImportJob, Source
 from cdp.ingest.selectors import suppressed_indexes
 from cdp.profiles.jurisdiction import jurisdiction_for
-from cdp.profiles.models import Customer, CustomerStatus, Identity, SourceRecord
-from cdp.profiles.resolution import customers_create_many, merges_apply, raw_cursor
+from cdp.profiles.models import Customer, CustomerStatus
+from cdp.profiles.resolution import merges_apply, raw_cursor
 
 PROFILE_VALUE_FIELDS = ("email", "phone", "first_name", "last_name", "birth_date")
 
@@ -55,20 +56,12 @@ def _suppressed(claims: Sequence[RowClaim]) -> set[int]:
 
 def _apply_plan(plan: ImportPlan, actor: str) -> dict[uuid.UUID, uuid.UUID]:
     """Identities and merges of the plan; returns loser -> survivor for the merges done."""
-    if plan.new_identities:
-        subject_keys_load({cid for _, cid in plan.new_identities})
-        Identity.objects.bulk_create(
-            [
-                Identity(
-                    customer_id=cid,
-                    kind=ri.ident.kind,
-                    namespace=ri.namespace,
-                    value=ri.ident.normalized,
-                    value_index=ri.ident.index,
-                )
-                for ri, cid in plan.new_identities
-            ]
-        )
+    identities_copy(
+        [
+            (ri.ident.kind, ri.namespace, ri.ident.normalized, ri.ident.index, cid)
+            for ri, cid in plan.new_identities
+        ]
+    )
     done = merges_apply(plan.merges, actor=actor)
     return {m.from_customer_id: m.into_customer_id for m in done}
 
@@ -140,18 +133,16 @@ def profiles_chunk(
         target["traits"].update(row.traits)
         target["attributes"].update(row.attributes)
     new = plan.new_customers
-    customers_create_many(
-        {
-            cid: {
-                **{k: v for k, v in values.get(cid, {}).items() if k not in ("country",)},
-                "country": values.get(cid, {}).get("country") or country,
-                "traits": values.get(cid, {}).get("traits") or None,
-                "attributes": values.get(cid, {}).get("attributes") or {},
-            }
-            for cid, country in new.items()
-        },
-        [],
-    )
+    initial = {}
+    for cid, country in new.items():
+        update = values.get(cid) or {}
+        initial[cid] = {
+            **update,
+            "country": update.get("country") or country,
+            "traits": update.get("traits") or None,
+            "attributes": update.get("attributes") or {},
+        }
+    customers_copy(initial)
     redirect = _apply_plan(plan, actor)
     result.merges.extend(str(loser) for loser in redirect)
     result.count("merges", len(redirect))
@@ -223,19 +214,17 @@ def profiles_chunk(
         final_id = final(cid)
         result.touched.add(final_id)
         records.append(
-            SourceRecord(
-                id=uuid.uuid4(),
-                customer_id=final_id,
-                source_name=source_name,
-                job_id=job.id,
-                row_number=row.number,
-                row_index=row.row_index,
-                content_index=row.claim.content,
-                data=row.record,
-            )
+            {
+                "customer_id": final_id,
+                "source_name": source_name,
+                "job_id": job.id,
+                "row_number": row.number,
+                "row_index": row.row_index,
+                "content_index": row.claim.content,
+                "data": row.record,
+            }
         )
-    subject_keys_load({r.customer_id for r in records})
-    SourceRecord.objects.bulk_create(records)
+    source_records_copy(records)
     # 7. Consent columns.
     _consents(fresh, plan, final, new, values, actor=actor, job=job, result=result)
 
@@ -346,7 +335,7 @@ def transactions_chunk(
         if row.number in plan.blocked_rows:
             _reject(result, row.number, "restricted", plan.blocked_rows[row.number])
     fresh = [r for r in fresh if r.number not in plan.blocked_rows]
-    customers_create_many({cid: {"country": c} for cid, c in plan.new_customers.items()}, [])
+    customers_copy({cid: {"country": c} for cid, c in plan.new_customers.items()})
     redirect = _apply_plan(plan, actor)
     result.count("profiles_created", len(plan.new_customers))
     anonymous_new = {plan.customer_of[r.number] for r in fresh if r.anonymous} & set(
