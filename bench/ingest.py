@@ -182,8 +182,18 @@ def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 def postgres_pids() -> list[int]:
-    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True)
-    return [int(p) for p in found.stdout.split()]
+    """The server processes working for this benchmark: backends connected to its database and
+    the WAL writer, checkpointer and background writer (not other databases' backends, which
+    share the server on a development machine)."""
+    import psycopg
+
+    with psycopg.connect(BENCH_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
+            "AND pid <> pg_backend_pid()) OR backend_type IN "
+            "('walwriter', 'checkpointer', 'background writer')"
+        ).fetchall()
+    return [pid for (pid,) in rows]
 
 
 def post_all(url: str, key: str, batches: list[bytes], latencies: list[float]) -> int:
@@ -226,8 +236,8 @@ def run_clients(
 ) -> tuple[int, float, list[float]]:
     latencies: list[float] = []
     totals = [0] * CLIENTS
-    stop_at = time.monotonic() + duration
     templates = batch_templates(users)
+    stop_at = time.monotonic() + duration
     placeholder = b"T" * PREFIX_LEN
 
     def client(i: int) -> None:
