@@ -113,6 +113,7 @@ def regulation_create(
 
 def regulation_execute(*, regulation_id: uuid.UUID, actor: str = SYSTEM) -> Regulation | None:
     """Apply the regulation: suppress/unsuppress the indexes, run each erasure request."""
+    from cdp.privacy.erasure import suppressions_add
     from cdp.privacy.services import _verified, dsr_execute
 
     with transaction.atomic():
@@ -128,12 +129,9 @@ def regulation_execute(*, regulation_id: uuid.UUID, actor: str = SYSTEM) -> Regu
     kind = SUBJECT_TYPES[regulation.subject_type]
     with transaction.atomic():
         if regulation.regulation_type == Regulation.Type.SUPPRESS_ONLY and pending:
-            before = Suppression.objects.count()
-            Suppression.objects.bulk_create(
-                [Suppression(kind=kind, value_index=i, reason="regulation") for i in pending],
-                ignore_conflicts=True,
+            counts["suppressed"] = suppressions_add(
+                [(kind, i) for i in pending], reason="regulation"
             )
-            counts["suppressed"] = Suppression.objects.count() - before
         elif regulation.regulation_type == Regulation.Type.UNSUPPRESS and pending:
             counts["unsuppressed"], _ = Suppression.objects.filter(
                 kind=kind, value_index__in=pending

@@ -171,7 +171,8 @@ def residue_scan(
     customer_ids: Iterable[uuid.UUID], indexes: Iterable[bytes], *, tables: Iterable[str] = ()
 ) -> ScanResult:
     """Search every table for the ids (uuid columns; text and JSON as text, with or without
-    dashes) and the blind indexes (bytea columns). One sequential pass per table.
+    dashes) and the blind indexes (bytea columns). One sequential pass per table, all tables in
+    one statement.
 
     `tables` restricts the scan (tests); by default every base table of the schema is read.
     Hits in tables declared RETAIN are reported as exceptions, every other hit is residue.
@@ -184,39 +185,50 @@ def residue_scan(
     allowed = exception_tables()
     wanted = set(tables)
     result = ScanResult()
+    plans: list[tuple[str, list[str]]] = []
+    selects: list[str] = []
+    for table, columns in _columns().items():
+        if wanted and table not in wanted:
+            continue
+        probes: list[tuple[str, str]] = []
+        for column, data_type in columns:
+            q = _quote(column)
+            if data_type == "uuid":
+                if ids:
+                    probes.append((column, f"{q} = ANY(%(ids)s::uuid[])"))
+            elif data_type == "bytea":
+                if blobs:
+                    probes.append((column, f"{q} = ANY(%(blobs)s::bytea[])"))
+            elif ids:
+                text = f"{q}::text" if data_type in _JSON_TYPES else q
+                probes.append((column, f"{text} LIKE ANY(%(patterns)s::text[])"))
+        if not probes:
+            continue
+        result.tables += 1
+        result.columns += len(probes)
+        counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, cond in probes)
+        source = _quote(table)  # an identifier from the catalogue, quoted; values are bound
+        selects.append(f"SELECT {len(plans)}, ARRAY[{counts}]::bigint[] FROM {source}")  # noqa: S608
+        plans.append((table, [column for column, _ in probes]))
+    if not selects:
+        return result
+    # One statement, one round trip: every table is read once, in a single snapshot.
     with raw_cursor() as cursor:
-        for table, columns in _columns().items():
-            if wanted and table not in wanted:
+        cursor.execute(
+            " UNION ALL ".join(selects),
+            {"ids": ids, "blobs": blobs, "patterns": patterns},
+        )
+        rows = cursor.fetchall()
+    for position, counts in rows:
+        table, columns = plans[position]
+        for column, count in zip(columns, counts, strict=True):
+            if not count:
                 continue
-            probes: list[tuple[str, str]] = []
-            params: list[Any] = []
-            for column, data_type in columns:
-                q = _quote(column)
-                if data_type == "uuid":
-                    if ids:
-                        probes.append((column, f"{q} = ANY(%s::uuid[])"))
-                        params.append(ids)
-                elif data_type == "bytea":
-                    if blobs:
-                        probes.append((column, f"{q} = ANY(%s::bytea[])"))
-                        params.append(blobs)
-                elif ids:
-                    text = f"{q}::text" if data_type in _JSON_TYPES else q
-                    probes.append((column, f"{text} LIKE ANY(%s::text[])"))
-                    params.append(patterns)
-            if not probes:
-                continue
-            result.tables += 1
-            result.columns += len(probes)
-            selects = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, cond in probes)
-            cursor.execute(f"SELECT {selects} FROM {_quote(table)}", params)  # noqa: S608
-            counts = cursor.fetchone()
-            for (column, _), count in zip(probes, counts, strict=True):
-                if not count:
-                    continue
-                hit = {"table": table, "column": column, "rows": count}
-                if table in allowed:
-                    result.exceptions.append({**hit, **allowed[table]})
-                else:
-                    result.residue.append(hit)
+            hit = {"table": table, "column": column, "rows": count}
+            if table in allowed:
+                result.exceptions.append({**hit, **allowed[table]})
+            else:
+                result.residue.append(hit)
+    result.residue.sort(key=lambda h: (h["table"], h["column"]))
+    result.exceptions.sort(key=lambda h: (h["table"], h["column"]))
     return result
