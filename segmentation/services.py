@@ -26,7 +26,12 @@ from django.utils import timezone
 from cdp.api.errors import ApplicationError
 from cdp.audit.services import audit_record
 from segmentation import features as feature_sql
-from segmentation.ml.cluster import ALGORITHMS, run_clustering, stability_from_contingency
+from segmentation.ml.cluster import (
+    ALGORITHMS,
+    check_params,
+    run_clustering,
+    stability_from_contingency,
+)
 from segmentation.ml.personas import personas as compute_personas
 from segmentation.ml.preprocess import preprocess_fit_transform
 from segmentation.ml.projection import project_2d
@@ -191,10 +196,7 @@ def clustering_run_validate(
     if not isinstance(params, Mapping):
         raise _invalid("clustering_params_invalid", "params must be an object", "params")
     try:
-        # Fit nothing: a two-row dry run would be slow; check the names and k instead.
-        from segmentation.ml.cluster import _check_params
-
-        _check_params(algorithm, dict(params))
+        check_params(algorithm, params)
         for key, value in params.items():
             if not isinstance(value, int | float | str) or isinstance(value, bool):
                 raise ValueError(f"param {key} must be a number or a string")

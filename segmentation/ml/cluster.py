@@ -217,6 +217,14 @@ _ALLOWED = {
 _COMMON = {"silhouette_sample", "scan_sample", "metrics_sample"}
 
 
+def check_params(algorithm: str, params: Mapping[str, Any]) -> None:
+    """Raise ValueError for an unknown algorithm, unknown params or k < 1, without fitting:
+    what a run's configuration is checked with before it is queued."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+    _check_params(algorithm, dict(params))
+
+
 def _check_params(algorithm: str, p: dict[str, Any]) -> None:
     unknown = set(p) - _ALLOWED[algorithm] - _COMMON
     if unknown:
