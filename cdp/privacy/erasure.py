@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from cdp.audit.services import SYSTEM, audit_record
@@ -98,7 +98,10 @@ def erase_customers(
         if policy.action in (ErasureAction.ANONYMISE, ErasureAction.RETAIN):
             _detach(relation, ids, outcome)
     for relation in relations:
-        if erasure_policy_of(relation.model).action == ErasureAction.DELETE:
+        # CASCADE relations go with the Customer rows below (one collector, fast deletes);
+        # SET_NULL, PROTECT or DO_NOTHING ones would survive it, so they are deleted here.
+        cascades = relation.field.remote_field.on_delete is models.CASCADE
+        if erasure_policy_of(relation.model).action == ErasureAction.DELETE and not cascades:
             qs = relation.model._base_manager.filter(**{f"{relation.field.name}__in": ids})
             _, per_model = qs.delete()
             outcome.deleted.update({k: v for k, v in per_model.items() if v})

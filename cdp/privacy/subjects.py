@@ -116,8 +116,16 @@ def exception_tables() -> dict[str, dict[str, str]]:
 # --- the residue scan ---------------------------------------------------------------------------
 
 _SHORTEST_ID = 32  # a UUID's hex form; blind indexes are in bytea columns
-_TEXT_TYPES = {"text", "character varying", "character"}
-_JSON_TYPES = {"json", "jsonb"}
+_TYPES = {
+    "uuid": "uuid",
+    "bytea": "bytea",
+    "text": "text",
+    "varchar": "text",
+    "bpchar": "text",
+    "json": "json",
+    "jsonb": "json",
+}
+_JSON_TYPES = {"json"}
 
 
 @dataclass
@@ -142,24 +150,26 @@ class ScanResult:
 
 
 def _columns() -> dict[str, list[tuple[str, str]]]:
+    """Columns that can hold an id or a blind index, per table of the current schema.
+
+    Read from pg_catalog (information_schema's views cost a quarter of a second here).
+    Partitioned tables are read through their parent, never partition by partition.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT c.table_name, c.column_name, c.data_type, c.character_maximum_length "
-            "FROM information_schema.columns c "
-            "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
-            "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
-            "WHERE c.table_schema = current_schema() ORDER BY c.table_name, c.ordinal_position"
+            "SELECT c.relname, a.attname, t.typname, a.atttypmod "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            "AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND t.typname = ANY(%s) ORDER BY c.relname, a.attnum",
+            [sorted(_TYPES)],
         )
         tables: dict[str, list[tuple[str, str]]] = {}
-        for table, column, data_type, length in cursor.fetchall():
-            if length is not None and length < _SHORTEST_ID:
+        for table, column, type_name, typmod in cursor.fetchall():
+            if type_name in ("varchar", "bpchar") and 0 < typmod - 4 < _SHORTEST_ID:
                 continue  # too short to hold an id (currency codes, statuses, kinds)
-            if (
-                data_type == "uuid"
-                or data_type in _TEXT_TYPES | _JSON_TYPES
-                or data_type == "bytea"
-            ):
-                tables.setdefault(table, []).append((column, data_type))
+            tables.setdefault(table, []).append((column, _TYPES[type_name]))
     return tables
 
 
