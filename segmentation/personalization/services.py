@@ -589,7 +589,9 @@ def personalization_data_purge(customer_id: uuid.UUID, purpose_code: str) -> int
     """Withdrawal hook: delete the customer's scores if profiling no longer covers them, and
     their recommendations and experiment assignments if personalization no longer does.
     Idempotent; checks the current state rather than trusting `purpose_code`, so restrictions
-    and objections are handled alike. Returns rows deleted."""
+    and objections are handled alike. Other purposes are not ours. Returns rows deleted."""
+    if purpose_code not in ("profiling", "personalization"):
+        return 0
     deleted = 0
     if not selectors.customer_allowed(customer_id, "profiling"):
         deleted += CustomerScore.objects.filter(customer_id=customer_id).delete()[0]

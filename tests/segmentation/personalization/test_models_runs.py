@@ -192,3 +192,13 @@ def test_recommendation_run_evaluates_against_popularity_and_stores_top_items(sh
     assert len(items) == 10
     assert all(i["item"].startswith("A") for i in items[:5])
     assert not Recommendation.objects.filter(customer=shop["outsider"]).exists()
+
+
+def test_withdrawal_of_another_purpose_leaves_everything(shop):
+    run_kind("propensity")
+    who = shop["consented"][4]
+    grant([who], "profiling", granted=False)
+
+    withdrawal_hooks_run(who.pk, "marketing")
+
+    assert CustomerScore.objects.filter(customer=who).exists()
