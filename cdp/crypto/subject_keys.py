@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
@@ -152,17 +153,57 @@ def _new_key_row(subject_id: uuid.UUID) -> SubjectKey:
     return SubjectKey(subject_id=subject_id, key_id=key_id, kek_id=kek_id, wrapped_key=wrapped)
 
 
+_INSERT_KEYS = """
+INSERT INTO crypto_subjectkey (subject_id, key_id, kek_id, wrapped_key, created_at)
+SELECT subject_id, key_id, kek_id, wrapped_key, %b
+FROM unnest(%b::uuid[], %b::bigint[], %b::varchar[], %b::bytea[])
+    AS t(subject_id, key_id, kek_id, wrapped_key)
+ON CONFLICT (subject_id) DO NOTHING
+RETURNING subject_id
+"""
+
+
+def _binding_cursor() -> Any:
+    """A cursor on Django's connection (its transaction, its query log and execute wrappers)
+    that binds parameters server-side: a chunk's arrays go as binary parameters instead of
+    being quoted into the SQL text."""
+    import psycopg
+    from django.db import connection
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+
+
 def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
     """Create data keys for many new subjects in one INSERT and load them into the cache.
 
     The set-based twin of `subject_key_get_or_create` (three queries per subject), for ingestion
-    and imports. A subject that already has a key keeps it (the insert ignores conflicts).
+    and imports. A subject that already has a key keeps it (the insert ignores conflicts): the
+    fresh plaintext keys go straight into the cache only for the rows actually inserted, and the
+    others are read back (one more query, only when there are conflicts).
     """
-    wanted = [sid for sid in map(_as_uuid, subject_ids) if cached_key(sid) is None]
+    wanted = [sid for sid in dict.fromkeys(map(_as_uuid, subject_ids)) if cached_key(sid) is None]
     if not wanted:
         return
-    SubjectKey.objects.bulk_create([_new_key_row(sid) for sid in wanted], ignore_conflicts=True)
-    subject_keys_load(wanted)
+    keyring = get_keyring()
+    fresh: dict[uuid.UUID, tuple[int, bytes]] = {}
+    key_ids, kek_ids, wrapped_keys = [], [], []
+    for sid in wanted:
+        key_id = secrets.randbits(32)
+        dek = os.urandom(DEK_BYTES)
+        kek_id, wrapped = keyring.wrap(dek, subject_id=str(sid), key_id=key_id)
+        fresh[sid] = (key_id, dek)
+        key_ids.append(key_id)
+        kek_ids.append(kek_id)
+        wrapped_keys.append(wrapped)
+    with _binding_cursor() as cursor:
+        cursor.execute(_INSERT_KEYS, [timezone.now(), wanted, key_ids, kek_ids, wrapped_keys])
+        inserted = [row[0] for row in cursor.fetchall()]
+    for sid in inserted:
+        key_id, dek = fresh.pop(sid)
+        _cache.put(sid, DataKey(key_id, AESGCM(dek), aead.header_for(key_id), aead.id_bytes(sid)))
+    if fresh:  # another writer created these subjects' keys first: use the stored ones
+        subject_keys_load(fresh)
 
 
 def subject_keys_load(subject_ids: Iterable[uuid.UUID | str]) -> int:

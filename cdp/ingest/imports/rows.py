@@ -61,6 +61,9 @@ class Context:
     rules: tuple[str, ...]
     blocked: dict[str, set[str]]
     columns: list[tuple[int, str, str]] = field(default_factory=list)  # (index, header, target)
+    # (kind, value, region) -> Ident, for this run: a file repeats its customers (one line per
+    # order line), and a phone parse costs more than the rest of a row's cleaning.
+    idents: dict[tuple[str, str, str | None], Ident] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.columns = [
@@ -134,9 +137,20 @@ def _cells(raw: RawRow, ctx: Context, errors: list[RowError]) -> dict[str, tuple
     return cells
 
 
-def _ident(kind: str, value: str, region: str | None) -> Ident:
-    normalized, index = identifier_index(kind, value, default_region=region)
-    return Ident(kind, normalized, index)
+IDENT_MEMO_SIZE = 20_000
+
+
+def _ident(kind: str, value: str, region: str | None, ctx: Context) -> Ident:
+    """The normalised identifier and its blind index, memoised for the run (bounded)."""
+    key = (kind, value, region)
+    ident = ctx.idents.get(key)
+    if ident is None:
+        normalized, index = identifier_index(kind, value, default_region=region)
+        ident = Ident(kind, normalized, index)
+        if len(ctx.idents) >= IDENT_MEMO_SIZE:
+            ctx.idents.clear()
+        ctx.idents[key] = ident
+    return ident
 
 
 def _identifiers(
@@ -151,7 +165,7 @@ def _identifiers(
         value = clean_identifier(text)
         try:
             refuse_formula(value)
-            ident = _ident(IdentityKind.EXTERNAL_ID, value, None)
+            ident = _ident(IdentityKind.EXTERNAL_ID, value, None, ctx)
             record["customer_id"] = value
             if ident.normalized.lower() not in JUNK_IDS:
                 idents.append(RowIdent("customer_id", ctx.source_name, ident))
@@ -162,7 +176,7 @@ def _identifiers(
     if "email" in cells:
         header, text = cells["email"]
         try:
-            ident = _ident(IdentityKind.EMAIL, clean_email(text), None)
+            ident = _ident(IdentityKind.EMAIL, clean_email(text), None, ctx)
             fields["email"], fields["email_index"] = ident.normalized, ident.index
             record["email"] = ident.normalized
             if not is_blocked(IdentityKind.EMAIL, ident.normalized, ctx.blocked):
@@ -172,7 +186,7 @@ def _identifiers(
     if "phone" in cells:
         header, text = cells["phone"]
         try:
-            ident = _ident(IdentityKind.PHONE, text, ctx.region)
+            ident = _ident(IdentityKind.PHONE, text, ctx.region, ctx)
             fields["phone"], fields["phone_index"] = ident.normalized, ident.index
             record["phone"] = ident.normalized
             if not is_blocked(IdentityKind.PHONE, ident.normalized, ctx.blocked):
@@ -308,7 +322,7 @@ def clean_transaction(raw: RawRow, ctx: Context) -> TransactionRow | list[RowErr
     currency = values.get("currency") or currency or ctx.currency
     anonymous = not idents
     if anonymous:
-        ident = _ident(IdentityKind.ANONYMOUS_ID, f"invoice:{values['invoice']}", None)
+        ident = _ident(IdentityKind.ANONYMOUS_ID, f"invoice:{values['invoice']}", None, ctx)
         idents = [RowIdent("anonymous", ctx.source_name, ident)]
     record.update(
         {

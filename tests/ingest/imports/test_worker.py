@@ -82,7 +82,7 @@ def _worker(queue_prefix: str, log: Path, chunk_rows: int) -> subprocess.Popen[b
                 "--pool",
                 "solo",
                 "--queues",
-                app.conf.task_default_queue,
+                f"{app.conf.task_default_queue},{queue_prefix}killable",
                 "--hostname",
                 f"{queue_prefix}killable-{time.monotonic_ns()}@%h",
                 "--without-gossip",
@@ -101,9 +101,17 @@ def _worker(queue_prefix: str, log: Path, chunk_rows: int) -> subprocess.Popen[b
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_killing_the_worker_mid_import_then_resuming_gives_exact_counts(
-    celery_queue_prefix: str, tmp_path: Path
+    celery_queue_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cdp.ingest.imports.services import import_jobs_resume
+    from cdp.ingest.imports.tasks import import_job_run
+
+    # Only the killable workers may run this job: a session worker of an earlier test in this
+    # process consumes the default queue too, and killing the killable one would not stop it.
+    queue = f"{celery_queue_prefix}killable"
+    monkeypatch.setattr(
+        import_job_run, "delay", lambda job_id: import_job_run.apply_async((job_id,), queue=queue)
+    )
 
     log = tmp_path / "worker.log"
     first = _worker(celery_queue_prefix, log, chunk_rows=250)
