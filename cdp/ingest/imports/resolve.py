@@ -22,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from cdp.profiles.models import CustomerStatus, IdentityKind
 from cdp.profiles.resolution import Ident, PlannedMerge, raw_cursor
@@ -43,7 +44,7 @@ class RowIdent:
     namespace: str
     ident: Ident
 
-    @property
+    @cached_property  # read a dozen times per row by the planner
     def key(self) -> tuple[str, str, bytes]:
         return (self.ident.kind, self.namespace, self.ident.index)
 
@@ -181,6 +182,7 @@ def import_resolution_plan(
     matched_by: dict[int, str | None] = {}
     blocked: dict[int, str] = {}
     order = {rule: n for n, rule in enumerate(rules)}
+    active = str(CustomerStatus.ACTIVE)  # a plain str: compared once per candidate
     for claim in claims:
         candidates: list[tuple[str, uuid.UUID]] = []
         for ri in sorted(claim.idents, key=lambda r: order.get(r.rule, len(order))):
@@ -193,9 +195,7 @@ def import_resolution_plan(
             if cid is not None:
                 candidates.append(("content", cid))
                 candidates.sort(key=lambda c: order.get(c[0], len(order)))
-        if any(
-            planner.status.get(cid) not in (None, CustomerStatus.ACTIVE) for _, cid in candidates
-        ):
+        if candidates and any(planner.status.get(cid, active) != active for _, cid in candidates):
             blocked[claim.key] = "the matching profile is restricted or erased"
             continue
         if candidates:

@@ -5,7 +5,7 @@ transaction. Each chunk's transaction also advances the job's `rows_done` and co
 checking (under a row lock) that nobody else advanced them: a run that is killed resumes from
 the last committed chunk, and two runs of one job never import a row twice.
 
-Settings (environment or Django settings): `CDP_IMPORT_CHUNK_ROWS` (2,000),
+Settings (environment or Django settings): `CDP_IMPORT_CHUNK_ROWS` (5,000),
 `CDP_IMPORT_RETENTION_DAYS` (0: the encrypted upload is deleted as soon as the job ends),
 `CDP_IMPORT_TASK_SECONDS` (600: a task then hands the rest of the file to a fresh task),
 `CDP_IMPORT_MAX_FIELD_BYTES` (1 MiB), `CDP_IMPORT_DIR` (var/imports).
@@ -77,7 +77,7 @@ def _setting(name: str, default: int) -> int:
 
 
 def chunk_rows() -> int:
-    return max(1, _setting("CDP_IMPORT_CHUNK_ROWS", 2_000))
+    return max(1, _setting("CDP_IMPORT_CHUNK_ROWS", 5_000))
 
 
 def retention_days() -> int:
