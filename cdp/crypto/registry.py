@@ -21,12 +21,18 @@ to the customer that still holds its id or blind indexes by design (an append-on
 suppression list) declares `RETAIN` so the residue scan lists it as an exception, not residue.
 `export_label` gives a model a readable title in the access package, an explanation of how its
 rows were decided (features, segments, clusters, scores) and marks profiling (GDPR Art. 22).
+`export_explainer` adds a per-subject explanation section to the package (for example each score
+with what its model is for and uses, from the Art. 22 model inventory), computed by the declaring
+app, so the package explains decisions without `cdp.privacy` importing that app.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from django.apps import apps
 from django.db import models
@@ -145,6 +151,33 @@ def export_label_of(model: type[models.Model]) -> ExportLabel:
 
 def export_labels() -> list[ExportLabel]:
     return sorted(_labels.values(), key=lambda p: p.model.lower())
+
+
+@dataclass(frozen=True)
+class ExportExplainer:
+    key: str
+    title: str
+    explain: Callable[[uuid.UUID], list[dict[str, Any]]]
+
+
+_explainers: dict[str, ExportExplainer] = {}
+
+
+def export_explainer(
+    key: str, *, title: str, explain: Callable[[uuid.UUID], list[dict[str, Any]]]
+) -> ExportExplainer:
+    """Declare a section of the access package that explains decisions about one customer.
+
+    `explain(customer_id)` returns rows of plain JSON values; it is called once per profile of
+    the subject when a package is built.
+    """
+    entry = ExportExplainer(key, title, explain)
+    _explainers[key] = entry
+    return entry
+
+
+def export_explainers() -> list[ExportExplainer]:
+    return sorted(_explainers.values(), key=lambda e: e.key)
 
 
 def is_registered(model: type[models.Model], field: str) -> bool:

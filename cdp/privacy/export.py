@@ -39,6 +39,7 @@ from cdp.crypto.registry import (
     Category,
     ErasureAction,
     erasure_policies,
+    export_explainers,
     export_label_of,
     export_labels,
     personal_fields,
@@ -79,6 +80,8 @@ EXPORT_SCHEMA: dict[str, Any] = {
         "consent_history": "every consent decision in the ledger, newest first, with receipt",
         "request_history": "the subject's data-subject requests",
         "article_15": "purposes, categories, recipients, retention, rights, sources, profiling",
+        "explanations": "per explainer key: title and rows explaining automated decisions about "
+        "the subject (e.g. each score with its model's purpose, inputs and logic)",
         "searched": "every model and table searched for the subject",
     },
 }
@@ -328,6 +331,10 @@ def export_build(*, request: DataSubjectRequest) -> dict[str, Any]:
         }
         for r in DataSubjectRequest.objects.filter(customer_id__in=ids).order_by("received_at")
     ]
+    explanations = {
+        e.key: {"title": e.title, "rows": [row for cid in ids for row in e.explain(cid)]}
+        for e in export_explainers()
+    }
     events = records.get("ingest.Event", {}).get("rows", [])
     sources = sorted(
         {str(e["source"]["label"]) for e in events if isinstance(e.get("source"), dict)}
@@ -348,6 +355,7 @@ def export_build(*, request: DataSubjectRequest) -> dict[str, Any]:
         "consent_history": history,
         "request_history": requests,
         "article_15": _article_15(records, sources or ["provided by you or our systems"]),
+        "explanations": {k: v for k, v in explanations.items() if v["rows"]},
         "searched": searched,
     }
 
@@ -453,6 +461,8 @@ def export_html(document: dict[str, Any]) -> str:
         if section["explanation"]:
             parts.append(f"<p>How this was decided: {escape(section['explanation'])}</p>")
         parts.append(_table(section["rows"]))
+    for section in document.get("explanations", {}).values():
+        parts.append(f"<h2>{escape(section['title'])}</h2>" + _table(section["rows"]))
     parts.append("<h2>Consent history</h2>")
     parts.append(
         _table(

@@ -1,6 +1,9 @@
 """Subject data of personalization: no encrypted fields; scores, recommendations and experiment
 assignments are profiling results (customer FK, CASCADE, deleted on erasure by default)."""
 
+import uuid
+from typing import Any
+
 from cdp.crypto import registry
 
 if hasattr(registry, "export_label"):
@@ -29,3 +32,18 @@ if hasattr(registry, "export_label"):
         explanation="Which variant of a test you were placed in, and when you first saw it.",
         profiling=True,
     )
+
+
+def _score_explanations(customer_id: uuid.UUID) -> list[dict[str, Any]]:
+    from segmentation.personalization.selectors import customer_score_explanations
+
+    return customer_score_explanations(customer_id)
+
+
+# The access report explains each score from the Art. 22 model inventory (issue: "the access
+# report explains a customer's scores from it").
+registry.export_explainer(
+    "personalization.scores",
+    title="How your predictive scores were made",
+    explain=_score_explanations,
+)

@@ -139,3 +139,23 @@ def test_unknown_subject_gets_a_package_saying_so(verified: Any, run: Any) -> No
     assert doc["subject_found"] is False
     assert doc["records"] == {}
     assert "We hold no personal data about you" in files["report.html"].decode()
+
+
+def test_scores_are_explained_from_the_model_inventory(
+    subject: Any, verified: Any, run: Any
+) -> None:
+    """Art. 15(1)(h)/22: the package says what each score's model is for and what it uses."""
+    from segmentation.personalization.models import CustomerScore, ModelInventory
+
+    customer = subject(events=1, email="scored@example.com")
+    CustomerScore.objects.create(
+        customer=customer, kind="churn", score=0.82, scored_at=timezone.now()
+    )
+    inventory = ModelInventory.objects.get(kind="churn")
+    request = run(verified("access", "scored@example.com"))
+    files = export_files(bytes(ExportPackage.objects.get(request=request).content))
+    section = json.loads(files["package.json"])["explanations"]["personalization.scores"]
+    assert [(r["kind"], r["score"]) for r in section["rows"]] == [("churn", 0.82)]
+    assert section["rows"][0]["purpose"] == inventory.purpose
+    assert section["rows"][0]["inputs"] == inventory.inputs
+    assert section["title"] in files["report.html"].decode()
