@@ -24,6 +24,9 @@ rows were decided (features, segments, clusters, scores) and marks profiling (GD
 `export_explainer` adds a per-subject explanation section to the package (for example each score
 with what its model is for and uses, from the Art. 22 model inventory), computed by the declaring
 app, so the package explains decisions without `cdp.privacy` importing that app.
+`erasure_scrubber` declares a function that removes the subject's ids from places without a
+foreign key to the customer (for example a pending webhook delivery's list of customer ids);
+erasure calls it inside its transaction, before the residue scan.
 """
 
 from __future__ import annotations
@@ -178,6 +181,26 @@ def export_explainer(
 
 def export_explainers() -> list[ExportExplainer]:
     return sorted(_explainers.values(), key=lambda e: e.key)
+
+
+@dataclass(frozen=True)
+class ErasureScrubber:
+    key: str
+    scrub: Callable[[list[uuid.UUID]], int]
+
+
+_scrubbers: dict[str, ErasureScrubber] = {}
+
+
+def erasure_scrubber(key: str, scrub: Callable[[list[uuid.UUID]], int]) -> ErasureScrubber:
+    """Declare `scrub(customer_ids) -> rows changed`, run by every erasure (see the docstring)."""
+    entry = ErasureScrubber(key, scrub)
+    _scrubbers[key] = entry
+    return entry
+
+
+def erasure_scrubbers() -> list[ErasureScrubber]:
+    return sorted(_scrubbers.values(), key=lambda e: e.key)
 
 
 def is_registered(model: type[models.Model], field: str) -> bool:

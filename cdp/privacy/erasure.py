@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from cdp.audit.services import SYSTEM, audit_record
 from cdp.crypto.fields import EncryptedField
-from cdp.crypto.registry import ErasureAction, erasure_policy_of
+from cdp.crypto.registry import ErasureAction, erasure_policy_of, erasure_scrubbers
 from cdp.crypto.subject_keys import subject_key_shred
 from cdp.ingest.models import Suppression
 from cdp.privacy.models import (
@@ -113,6 +113,10 @@ def erase_customers(
             continue
         _, per_model = model._base_manager.filter(**{f"{column}__in": blobs}).delete()
         outcome.deleted.update({k: v for k, v in per_model.items() if v})
+    for scrubber in erasure_scrubbers():
+        changed = scrubber.scrub(ids)
+        if changed:
+            outcome.deleted[scrubber.key] += changed
     log_rows, _ = LogEntry.objects.filter(object_id__in=[str(i) for i in ids]).delete()
     if log_rows:
         outcome.deleted["admin.LogEntry"] += log_rows

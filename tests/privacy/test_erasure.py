@@ -208,3 +208,37 @@ def test_property_erasure_leaves_no_residue_and_others_unchanged(
         assert _rows_mentioning(pk) == {}
         assert not SubjectKey.objects.filter(subject_id=pk).exists()
     assert {pk: _snapshot(pk) for pk in others} == before
+
+
+def test_pending_webhook_notices_lose_the_erased_subject(
+    subject: Any, verified: Any, run: Any
+) -> None:
+    """A notice not yet delivered holds customer ids without a foreign key: erasure scrubs them
+    (registry.erasure_scrubber), so the scan stays clean and the partner never gets the id."""
+    from segmentation.segments.models import DeliveryStatus, WebhookDelivery
+    from segmentation.segments.services import webhook_subscription_create
+    from tests.segmentation.segments.conftest import segment
+
+    customer = subject(events=1, email="notice@example.com")
+    other = make_customer()
+    subscription, _ = webhook_subscription_create(
+        segment=segment({"field": "country", "op": "eq", "value": "GB"}),
+        url="https://partner.example/hook",
+        events=["enter", "leave"],
+        actor="test",
+    )
+    both = WebhookDelivery.objects.create(
+        subscription=subscription, event="enter", customer_ids=[str(customer.pk), str(other.pk)]
+    )
+    alone = WebhookDelivery.objects.create(
+        subscription=subscription, event="leave", customer_ids=[str(customer.pk)], count=1
+    )
+
+    request = run(verified("erasure", "notice@example.com"))
+
+    assert request.status == "completed"
+    assert ErasureCertificate.objects.get(request=request).clean is True
+    both.refresh_from_db()
+    alone.refresh_from_db()
+    assert (both.customer_ids, both.count) == ([str(other.pk)], 1)
+    assert (alone.customer_ids, alone.status) == ([], DeliveryStatus.FAILED)
