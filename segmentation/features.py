@@ -40,8 +40,6 @@ REFUND = "Order Refunded"
 VIEW = "Product Viewed"
 CART_ADD = "Product Added"
 
-_ALLOWED_TABLE = "seg_allowed"
-
 _WINDOW_COLUMNS = ", ".join(
     f"{kind}_{n}d" for kind in ("views", "cart_adds", "cart_abandonments") for n in WINDOWS
 )
@@ -168,17 +166,20 @@ def _rfm_grid() -> dict[str, list[object]]:
     }
 
 
-def _upsert_sql(*, score_rfm: bool) -> str:
-    """INSERT ... ON CONFLICT of the feature SELECT. With `score_rfm` (the whole population in
-    one statement) the RFM scores are computed in the same statement, by window functions over
-    the customers with an order, so every row is written once; otherwise they stay empty for
-    `rfm_scores_update` to fill after the last chunk."""
+def _stage_sql(allowed_table: str, *, score_rfm: bool) -> str:
+    """The features of the customers in `allowed_table`, with RFM scores and segment names when
+    `score_rfm` (the whole population in one statement: window functions over the customers
+    with an order); otherwise those stay empty for `rfm_scores_update` after the last chunk."""
     columns = [c.strip() for c in FEATURE_SQL_COLUMNS.split(",")]
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in [*columns, *_RFM_COLUMNS])
     selected = ", ".join(f"s.{c}" for c in columns)
-    if score_rfm:
-        buyers = "PARTITION BY f.frequency > 0"
-        source = f"""
+    features = feature_select_sql(allowed_table)
+    if not score_rfm:
+        return f"""
+SELECT {selected}, NULL::int AS rfm_r, NULL::int AS rfm_f, NULL::int AS rfm_m,
+    ''::text AS rfm_segment
+FROM ({features}) s"""  # noqa: S608 (constant)
+    buyers = "PARTITION BY f.frequency > 0"
+    scored = f"""
 SELECT {selected},
     CASE WHEN s.frequency > 0 THEN 6 - {_rfm_score("rr")} END AS rfm_r,
     CASE WHEN s.frequency > 0 THEN {_rfm_score("fr")} END AS rfm_f,
@@ -189,29 +190,31 @@ FROM (
         row_number() OVER ({buyers} ORDER BY f.frequency, f.customer_id) - 1 AS fr,
         row_number() OVER ({buyers} ORDER BY f.monetary, f.customer_id) - 1 AS mr,
         count(*) OVER ({buyers}) AS n
-    FROM ({feature_select_sql(_ALLOWED_TABLE)}) f
+    FROM ({features}) f
 ) s"""  # noqa: S608 (constant)
-        final = """
-SELECT q.*, %(run)s, %(version)s, %(as_of)s, now(), coalesce(g.name, '')
-FROM ({source}) q
-LEFT JOIN unnest(%(grid_r)s::int[], %(grid_f)s::int[], %(grid_name)s::text[]) AS g(r, f, name)
-    ON g.r = q.rfm_r AND g.f = q.rfm_f"""
-        final = final.replace("{source}", source)
-    else:
-        final = f"""
-SELECT {selected}, NULL::int, NULL::int, NULL::int, %(run)s, %(version)s, %(as_of)s, now(), ''
-FROM ({feature_select_sql(_ALLOWED_TABLE)}) s"""  # noqa: S608 (constant)
+    return (
+        "SELECT q.*, coalesce(g.name, '') AS rfm_segment FROM ("  # noqa: S608 (constant)
+        + scored
+        + ") q LEFT JOIN unnest(%(grid_r)s::int[], %(grid_f)s::int[], %(grid_name)s::text[]) "
+        "AS g(r, f, name) ON g.r = q.rfm_r AND g.f = q.rfm_f"
+    )
+
+
+def _upsert_sql(stage_table: str) -> str:
+    """Copy a staged chunk into CustomerFeatures: new customers inserted, known ones updated."""
+    columns = [c.strip() for c in FEATURE_SQL_COLUMNS.split(",")]
+    stored = [*columns, *_RFM_COLUMNS, "rfm_segment"]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in stored if c != "customer_id")
     return f"""
 INSERT INTO segmentation_customerfeatures (
-    {FEATURE_SQL_COLUMNS}, rfm_r, rfm_f, rfm_m,
-    feature_run_id, version, as_of, computed_at, rfm_segment
+    {", ".join(stored)}, feature_run_id, version, as_of, computed_at
 )
-{final}
+SELECT {", ".join(f"s.{c}" for c in stored)}, %(run)s, %(version)s, %(as_of)s, now()
+FROM {stage_table} s
 ON CONFLICT (customer_id) DO UPDATE SET {updates},
     feature_run_id = EXCLUDED.feature_run_id, version = EXCLUDED.version,
-    as_of = EXCLUDED.as_of, computed_at = EXCLUDED.computed_at,
-    rfm_segment = EXCLUDED.rfm_segment
-"""
+    as_of = EXCLUDED.as_of, computed_at = EXCLUDED.computed_at
+"""  # noqa: S608 (constant)
 
 
 _RFM_COLUMNS = ("rfm_r", "rfm_f", "rfm_m")
@@ -258,16 +261,31 @@ def features_compute_chunk(
     score_rfm: bool = False,
 ) -> int:
     """Compute and upsert the features of the allowed customers in (low, high]; the caller owns
-    the transaction (the temporary table is dropped at commit). Returns rows written."""
+    the transaction. Returns rows written.
+
+    The aggregation runs as CREATE TABLE AS into an unlogged staging table, because PostgreSQL
+    plans INSERT ... SELECT without parallel workers while CREATE TABLE AS can use them (the
+    scan of the events is most of the work); then one INSERT ... ON CONFLICT copies the staged
+    rows. Both work tables (unlogged: temporary tables cannot be scanned in parallel) are named
+    after the run and dropped in the same transaction, so a rollback leaves nothing behind."""
     sql, params = allowed_customers_sql(low=low, high=high)
+    suffix = uuid.UUID(str(run_id)).hex
+    allowed, stage = f"seg_allowed_{suffix}", f"seg_stage_{suffix}"
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {_ALLOWED_TABLE}")
-        cursor.execute(f"CREATE TEMPORARY TABLE {_ALLOWED_TABLE} ON COMMIT DROP AS {sql}", params)
-        cursor.execute(f"ALTER TABLE {_ALLOWED_TABLE} ADD PRIMARY KEY (id)")
-        cursor.execute(f"ANALYZE {_ALLOWED_TABLE}")
-        params = {"run": run_id, "version": FEATURE_VERSION, "as_of": as_of, **_rfm_grid()}
-        cursor.execute(_upsert_sql(score_rfm=score_rfm), params)
-        return cursor.rowcount
+        cursor.execute(f"DROP TABLE IF EXISTS {allowed}, {stage}")
+        cursor.execute(f"CREATE UNLOGGED TABLE {allowed} AS {sql}", params)
+        cursor.execute(f"ALTER TABLE {allowed} ADD PRIMARY KEY (id)")
+        cursor.execute(f"ANALYZE {allowed}")
+        cursor.execute(
+            f"CREATE UNLOGGED TABLE {stage} AS {_stage_sql(allowed, score_rfm=score_rfm)}",
+            {"as_of": as_of, **_rfm_grid()},
+        )
+        cursor.execute(
+            _upsert_sql(stage), {"run": run_id, "version": FEATURE_VERSION, "as_of": as_of}
+        )
+        written = cursor.rowcount
+        cursor.execute(f"DROP TABLE {allowed}, {stage}")
+        return written
 
 
 def features_remove_stale(*, run_id: uuid.UUID) -> int:
