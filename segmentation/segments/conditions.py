@@ -6,6 +6,7 @@ A condition is JSON:
     {"field": "country", "op": "in", "value": ["DE", "AT"]}
     {"field": "trait.plan", "op": "eq", "value": "gold"}          # Customer.attributes (plaintext)
     {"field": "feature.frequency", "op": "gte", "value": 3}       # segmentation features
+    {"field": "score.churn", "op": "gt", "value": 0.7}            # predictive scores
     {"event": "Product Viewed", "where": [{"property": "category", "op": "eq", "value": "Shoes"}],
      "within": {"days": 30}, "aggregate": "count", "op": "gt", "value": 3}
     {"event": "Product Added", "within": {"hours": 48}, "aggregate": "sum",
@@ -54,6 +55,23 @@ SQL_OPS = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="
 
 # Customer columns usable as fields (all text, never personal: see profiles.Customer).
 CUSTOMER_FIELDS = ("country", "jurisdiction", "status")
+
+
+def score_kinds() -> tuple[str, ...]:
+    """Predictive score kinds (personalization's latest score per customer), if installed."""
+    from django.apps import apps
+
+    if not apps.is_installed("segmentation.personalization"):
+        return ()
+    from segmentation.personalization.models import SCORE_KINDS
+
+    return SCORE_KINDS
+
+
+def score_table() -> str:
+    from django.apps import apps
+
+    return apps.get_model("personalization", "CustomerScore")._meta.db_table
 
 
 def feature_types() -> dict[str, str]:
@@ -142,6 +160,12 @@ class _Checker:
         if prefix == "feature" and rest in self.features:
             self.uses_features = True
             return self.features[rest]
+        if prefix == "score" and rest in score_kinds():
+            return "num"
+        if prefix == "score":
+            kinds = ", ".join(score_kinds())
+            self.err(path, f"unknown score {_quote(rest)} (one of: {kinds})")
+            return None
         if prefix == "trait":
             self.err(path, f"invalid trait name {_quote(rest)} (letters, digits, _; max 64)")
         else:
@@ -375,6 +399,13 @@ class _Compiler:
             column = sql.SQL("{}.{}").format(self.features, sql.Identifier(rest))
             kind = feature_types()[rest]
             return self.compare(column, kind, cond["op"], cond["value"], empty_is_missing=True)
+        if prefix == "score":
+            # The latest score of that kind; no score row compares false, like a missing feature.
+            self.params.append(rest)
+            score = sql.SQL(
+                "(SELECT s.score FROM {} s WHERE s.customer_id = {}.{} AND s.kind = {})"
+            ).format(sql.Identifier(score_table()), self.customer, sql.Identifier("id"), P)
+            return self.compare(score, "num", cond["op"], cond["value"], empty_is_missing=False)
         attributes = sql.SQL("{}.{}").format(self.customer, sql.Identifier("attributes"))
         return self.json_compare(attributes, rest, cond["op"], cond["value"])
 

@@ -514,3 +514,35 @@ def test_compiled_sql_never_contains_condition_text():
     assert marker in params and "zz_marker_key" in params and "zz_marker_prop" in params
     with connection.cursor() as cursor:
         cursor.execute(text, params)
+
+
+def test_predictive_scores_are_fields(source):
+    """Issue 8: "segments can use them (churn risk above 0.7)"; no score row compares false."""
+    from segmentation.personalization.models import CustomerScore
+
+    now = timezone.now()
+    risky, safe, unscored = customer(), customer(), customer()
+    grant([risky, safe, unscored])
+    CustomerScore.objects.create(customer=risky, kind="churn", score=0.82, scored_at=now)
+    CustomerScore.objects.create(customer=safe, kind="churn", score=0.2, scored_at=now)
+    CustomerScore.objects.create(customer=safe, kind="propensity", score=0.9, scored_at=now)
+
+    def members(condition: dict[str, Any]) -> set:
+        condition_validate(condition)
+        return set(segment_member_ids(SegmentRule(PURPOSE, condition), now=now))
+
+    assert members({"field": "score.churn", "op": "gt", "value": 0.7}) == {risky.pk}
+    assert members({"field": "score.churn", "op": "exists", "value": False}) == {unscored.pk}
+    assert members(
+        {
+            "all": [
+                {"field": "score.propensity", "op": "gte", "value": 0.5},
+                {"not": {"field": "score.churn", "op": "gt", "value": 0.7}},
+            ]
+        }
+    ) == {safe.pk}
+    with pytest.raises(ConditionError) as caught:
+        condition_validate({"field": "score.lifetime", "op": "gt", "value": 1})
+    assert "field: unknown score 'lifetime' (one of: churn, propensity, expected_spend)" in (
+        caught.value.errors
+    )
