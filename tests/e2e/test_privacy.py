@@ -1,7 +1,7 @@
 """Data-subject requests end to end.
 
-1. The issue's proof: a customer arrives through the tracking API (TODO: and a CSV import, once
-   `cdp.ingest.imports` lands), gives and withdraws consent, lands in features and a segment; a
+1. The issue's proof: a customer arrives through the tracking API and a CSV import, gives
+   and withdraws consent, lands in features and a segment; a
    partner's access request runs on a real worker and the package holds every one of those facts;
    the erasure leaves nothing the scan can find, the certificate lists it, the consent and audit
    chains still verify, and a new event for the same e-mail is suppressed.
@@ -117,12 +117,13 @@ def test_access_then_erasure_of_a_tracked_subject(
     from cdp.audit.selectors import audit_chain_verify
     from cdp.ingest.services import source_create
     from cdp.privacy.models import ErasureCertificate
-    from cdp.profiles.models import Customer, Identity
+    from cdp.profiles.models import Customer, Identity, SourceRecord
     from consent.ledger import ledger_verify
     from segmentation.models import CustomerFeatures
     from segmentation.segments.models import Segment, SegmentMembership
     from segmentation.segments.services import segment_refresh, segment_save
     from segmentation.services import features_compute
+    from tests.ingest.imports.helpers import run_import
 
     _purposes()
     issued = source_create(name="web-shop", actor="system")
@@ -144,6 +145,11 @@ def test_access_then_erasure_of_a_tracked_subject(
     assert result["accepted"] == 4
     assert _post_batch(issued.write_key, [withdraw])["accepted"] == 1
     customer = Identity.objects.get(kind="email").customer
+    # The CRM's export adds a phone and a loyalty tier; the e-mail links the row to the profile.
+    crm_csv = f"email,phone,country,loyalty_tier\n{EMAIL},+44 20 7946 0018,GB,silver\n".encode()
+    crm = run_import(crm_csv, source="crm", options={"default_region": "GB"})
+    assert (crm.status, crm.created + crm.updated, crm.rejected) == ("completed", 1, 0)
+    assert SourceRecord.objects.filter(customer=customer).count() == 1
     features_compute(actor="test")
     assert CustomerFeatures.objects.filter(customer=customer).exists()
     segment = segment_save(
@@ -175,7 +181,12 @@ def test_access_then_erasure_of_a_tracked_subject(
     assert doc["profiles"][0]["email"] == EMAIL
     assert doc["profiles"][0]["first_name"] == "Erin"
     records = doc["records"]
-    assert {i["value"] for i in records["profiles.Identity"]["rows"]} >= {EMAIL, USER_ID}
+    assert {i["value"] for i in records["profiles.Identity"]["rows"]} >= {
+        EMAIL,
+        USER_ID,
+        "+442079460018",
+    }
+    assert records["profiles.SourceRecord"]["rows"][0]["source_name"] == "crm"
     assert sorted(e["name"] for e in records["ingest.Event"]["rows"]).count("Order Completed") == 3
     assert records["segmentation.CustomerFeatures"]["rows"][0]["customer"] == str(customer.id)
     membership = records["segments.SegmentMembership"]["rows"][0]
@@ -200,6 +211,7 @@ def test_access_then_erasure_of_a_tracked_subject(
     for label in (
         "profiles.Customer",
         "profiles.Identity",
+        "profiles.SourceRecord",
         "ingest.Event",
         "segmentation.CustomerFeatures",
         "segments.SegmentMembership",
@@ -217,6 +229,11 @@ def test_access_then_erasure_of_a_tracked_subject(
     result = _post_batch(issued.write_key, [again])
     assert result["suppressed"] == 1 and result["accepted"] == 0
     assert not Identity.objects.filter(kind="email").exists()
+    # Re-importing the CRM file brings nobody back: the row is rejected as suppressed.
+    again_crm = run_import(crm_csv, source="crm", name="again.csv")
+    assert (again_crm.created, again_crm.rejected) == (0, 1)
+    assert again_crm.row_errors.get().code == "suppressed"
+    assert not SourceRecord.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
