@@ -45,7 +45,9 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 GRANTED_SHARE = 0.9
 K = 8
 SEED = 0
-AS_OF = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+# Today at midnight: the rule segment refresh (and the real-time check) evaluate their windows at
+# the current time, so the generated history must end now for the benchmark rule to match anyone.
+AS_OF = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 DB = BenchDatabase("cdp_bench_segmentation")
 
