@@ -6,32 +6,31 @@ from typing import Any
 
 from cdp.crypto import registry
 
-if hasattr(registry, "export_label"):
-    registry.export_label(
-        "personalization.CustomerScore",
-        title="Predictive scores",
-        explanation=(
-            "A model estimated how likely you are to stop buying (churn), to buy soon "
-            "(propensity) or how much you may spend; the model inventory says what each model "
-            "uses. Scores exist only while your consent allows profiling."
-        ),
-        profiling=True,
-    )
-    registry.export_label(
-        "personalization.Recommendation",
-        title="Product recommendations",
-        explanation=(
-            "Products recommended to you from your purchases, cart additions and views, while "
-            "your consent allows personalization."
-        ),
-        profiling=True,
-    )
-    registry.export_label(
-        "personalization.Assignment",
-        title="Experiment groups",
-        explanation="Which variant of a test you were placed in, and when you first saw it.",
-        profiling=True,
-    )
+registry.export_label(
+    "personalization.CustomerScore",
+    title="Predictive scores",
+    explanation=(
+        "A model estimated how likely you are to stop buying (churn), to buy soon "
+        "(propensity) or how much you may spend; the model inventory says what each model "
+        "uses. Scores exist only while your consent allows profiling."
+    ),
+    profiling=True,
+)
+registry.export_label(
+    "personalization.Recommendation",
+    title="Product recommendations",
+    explanation=(
+        "Products recommended to you from your purchases, cart additions and views, while "
+        "your consent allows personalization."
+    ),
+    profiling=True,
+)
+registry.export_label(
+    "personalization.Assignment",
+    title="Experiment groups",
+    explanation="Which variant of a test you were placed in, and when you first saw it.",
+    profiling=True,
+)
 
 
 def _score_explanations(customer_id: uuid.UUID) -> list[dict[str, Any]]:

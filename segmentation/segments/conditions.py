@@ -400,11 +400,17 @@ class _Compiler:
             kind = feature_types()[rest]
             return self.compare(column, kind, cond["op"], cond["value"], empty_is_missing=True)
         if prefix == "score":
-            # The latest score of that kind; no score row compares false, like a missing feature.
-            self.params.append(rest)
-            score = sql.SQL(
-                "(SELECT s.score FROM {} s WHERE s.customer_id = {}.{} AND s.kind = {})"
-            ).format(sql.Identifier(score_table()), self.customer, sql.Identifier("id"), P)
+            # The latest score of that kind, LEFT JOINed like the event aggregates (one join for a
+            # full refresh, not a probe per customer); (customer, kind) is unique, so no row is
+            # repeated, and no score row compares false, like a missing feature.
+            alias = sql.Identifier(f"sc{len(self.joins)}")
+            self.join_params.append(rest)
+            self.joins.append(
+                sql.SQL(
+                    "LEFT JOIN {t} AS {a} ON {a}.customer_id = {c}.id AND {a}.kind = {p}"
+                ).format(t=sql.Identifier(score_table()), a=alias, c=self.customer, p=P)
+            )
+            score = sql.SQL("{}.{}").format(alias, sql.Identifier("score"))
             return self.compare(score, "num", cond["op"], cond["value"], empty_is_missing=False)
         attributes = sql.SQL("{}.{}").format(self.customer, sql.Identifier("attributes"))
         return self.json_compare(attributes, rest, cond["op"], cond["value"])
