@@ -38,6 +38,7 @@ from cdp.privacy.models import (
     RequestStatus,
     Verification,
 )
+from cdp.privacy.recipients import notices_create
 from cdp.privacy.subjects import (
     blind_index_columns,
     residue_scan,
@@ -224,6 +225,9 @@ def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCe
         )
         cert.signature = _certificate_signature(_certificate_content(cert))
         cert.save(force_insert=True)
+        # Art. 19 / CCPA: recipients are told of the erasure (after the scan, so the notices'
+        # pseudonymous ids are not residue); the subject may ask who was told.
+        notified = notices_create(request=request, kind="erasure", customer_ids=ids)
         now = timezone.now()
         request.status = RequestStatus.COMPLETED if scan.clean else RequestStatus.FAILED
         request.completed_at = now
@@ -234,6 +238,7 @@ def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCe
             "rows_deleted": sum(outcome.deleted.values()),
             "certificate": str(cert.id),
             "scan_clean": scan.clean,
+            "recipients_notified": notified,
             **({} if found else {"message": "the platform holds no data on this subject"}),
         }
         request.save(update_fields=["status", "completed_at", "subject_found", "report"])

@@ -34,6 +34,7 @@ from cdp.privacy.models import (
     Verification,
     VerificationMethod,
 )
+from cdp.privacy.recipients import notices_create
 from cdp.profiles.models import Customer, CustomerStatus, Identity
 
 CODE_TTL = dt.timedelta(hours=24)
@@ -473,7 +474,14 @@ def _run_rectification(*, request: DataSubjectRequest, actor: str) -> None:
                 ),
             },
         )
-        _complete(request, actor, {"subject_found": True, "fields": sorted(changes)})
+        notified = notices_create(
+            request=request, kind="rectification", customer_ids=[customer.id], fields=changes
+        )
+        _complete(
+            request,
+            actor,
+            {"subject_found": True, "fields": sorted(changes), "recipients_notified": notified},
+        )
 
 
 def _run_restriction(*, request: DataSubjectRequest, actor: str) -> None:
@@ -496,10 +504,22 @@ def _run_restriction(*, request: DataSubjectRequest, actor: str) -> None:
         )
         if changed and not request.lift:
             consent_customer_restricted(customer_id=customer.id)
+        notified = (
+            notices_create(
+                request=request, kind="restriction", customer_ids=[customer.id], lift=request.lift
+            )
+            if changed
+            else []
+        )
         _complete(
             request,
             actor,
-            {"subject_found": True, "status": target, "changed": bool(changed)},
+            {
+                "subject_found": True,
+                "status": target,
+                "changed": bool(changed),
+                "recipients_notified": notified,
+            },
         )
 
 
