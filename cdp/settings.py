@@ -218,6 +218,7 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Periodic jobs (`celery -A cdp beat`); each package declares its own entries.
 from cdp.ingest.imports.schedules import BEAT_SCHEDULE as _IMPORTS_BEAT  # noqa: E402
+from cdp.privacy.schedules import BEAT_SCHEDULE as _PRIVACY_BEAT  # noqa: E402
 from consent.schedules import BEAT_SCHEDULE as _CONSENT_BEAT  # noqa: E402
 from segmentation.personalization.schedules import BEAT_SCHEDULE as _PERSO_BEAT  # noqa: E402
 from segmentation.schedules import BEAT_SCHEDULE as _SEGMENTATION_BEAT  # noqa: E402
@@ -226,6 +227,7 @@ from segmentation.segments.schedules import BEAT_SCHEDULE as _SEGMENTS_BEAT  # n
 CELERY_BEAT_SCHEDULE = {
     **_IMPORTS_BEAT,
     **_CONSENT_BEAT,
+    **_PRIVACY_BEAT,
     **_SEGMENTATION_BEAT,
     **_SEGMENTS_BEAT,
     **_PERSO_BEAT,

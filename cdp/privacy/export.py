@@ -47,6 +47,7 @@ from cdp.crypto.registry import (
 )
 from cdp.crypto.subject_keys import cached_key, subject_keys_load
 from cdp.privacy.models import DataSubjectRequest, ExportPackage, RequestStatus
+from cdp.privacy.recipients import recipients_all
 from cdp.privacy.subjects import subject_customer_ids, subject_relations
 from cdp.profiles.models import Customer
 
@@ -242,13 +243,7 @@ def _article_15(records: dict[str, Any], sources: list[str]) -> dict[str, Any]:
             for p in Purpose.objects.filter(is_active=True)
         ],
         "b_categories": categories,
-        "c_recipients": list(
-            getattr(
-                settings,
-                "CDP_PRIVACY_RECIPIENTS",
-                ["No recipient outside the controller and its processors."],
-            )
-        ),
+        "c_recipients": recipients_all("No recipient outside the controller and its processors."),
         "d_retention": {
             "default": getattr(
                 settings,

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -125,6 +126,13 @@ def recipients_described() -> list[str]:
         f"{r.name} ({r.get_kind_display()})" + (f": {r.purpose}" if r.purpose else "")
         for r in Recipient.objects.filter(is_active=True).order_by("name")
     ]
+
+
+def recipients_all(default: str) -> list[str]:
+    """The registered recipients and the categories named in `CDP_PRIVACY_RECIPIENTS`, or the
+    default sentence when there are neither."""
+    named = [str(r) for r in getattr(settings, "CDP_PRIVACY_RECIPIENTS", [])]
+    return recipients_described() + named or [default]
 
 
 def notices_create(

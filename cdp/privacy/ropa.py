@@ -14,6 +14,7 @@ from django.utils.html import escape
 
 from cdp.crypto.registry import Category, ErasureAction, erasure_policies, personal_fields
 from cdp.privacy.export import csv_safe
+from cdp.privacy.recipients import recipients_all
 
 Row = tuple[str, str, str]
 
@@ -73,7 +74,7 @@ def ropa_rows() -> list[Row]:
     )
     for s in Source.objects.order_by("name"):
         rows.append(("source", s.name, s.get_kind_display() + ("" if s.usable else " (disabled)")))
-    for r in getattr(settings, "CDP_PRIVACY_RECIPIENTS", ["No recipient outside processors"]):
+    for r in recipients_all("No recipient outside processors"):
         rows.append(("recipients", str(r), "Art. 30(1)(d)"))
     rows.append(
         (
