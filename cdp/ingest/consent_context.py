@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models.expressions import RawSQL
 
 from cdp.ingest.messages import Message
 from cdp.ingest.models import Source
@@ -20,6 +22,96 @@ from cdp.profiles.models import Customer, CustomerStatus, Merge
 from cdp.profiles.resolution import raw_cursor
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeldState:
+    """A stored consent decision, as much of it as the consent rule reads."""
+
+    granted: bool
+    expires_at: dt.datetime | None
+
+
+@dataclass
+class BatchConsent:
+    """What a batch's customers hold when its consent step starts, read once: the status and
+    jurisdiction of each, every consent state, and (filled in as the step goes) the customers
+    whose consent the batch changed, whose stored state is then newer than this read."""
+
+    customers: dict[uuid.UUID, tuple[str, str]]
+    states: dict[tuple[uuid.UUID, str], HeldState]
+    recorded: set[uuid.UUID] = field(default_factory=set)
+
+
+# Index probes per customer (the primary key, the unique (customer, purpose) index): a plain
+# join of the array has the planner hash whole tables, and `= ANY(array)` scans the state table.
+# LIMIT and OFFSET 0 keep the LATERAL subqueries from being flattened into such a join. The
+# ordinality comes back instead of the id: an integer decodes for nothing, a UUID costs a
+# Python object per row.
+_HELD = """
+SELECT u.n, c.status, c.jurisdiction, s.purpose_code, s.granted, s.expires_at
+FROM unnest(%b::uuid[]) WITH ORDINALITY AS u(id, n)
+CROSS JOIN LATERAL (
+    SELECT status, jurisdiction FROM profiles_customer WHERE id = u.id LIMIT 1
+) AS c
+LEFT JOIN LATERAL (
+    SELECT purpose_code, granted, expires_at FROM consent_consentstate
+    WHERE customer_id = u.id OFFSET 0
+) AS s ON true
+"""
+
+
+def batch_consent_read(customer_ids: Collection[uuid.UUID]) -> BatchConsent:
+    """Status, jurisdiction and consent states of the batch's customers, in one query: what
+    both the consent carried in the messages and the analytics decision compare against."""
+    ids = list(customer_ids)
+    customers: dict[uuid.UUID, tuple[str, str]] = {}
+    states: dict[tuple[uuid.UUID, str], HeldState] = {}
+    if ids:
+        with raw_cursor() as cursor:
+            cursor.execute(_HELD, [ids])
+            for n, status, jurisdiction, code, granted, expires_at in cursor:
+                cid = ids[n - 1]
+                customers[cid] = (status, jurisdiction)
+                if code is not None:
+                    states[(cid, code)] = HeldState(granted, expires_at)
+    return BatchConsent(customers, states)
+
+
+def customers_allowed(
+    purpose_code: str, held: BatchConsent, now: dt.datetime | None = None
+) -> set[uuid.UUID]:
+    """The customers of `held` that may be used for `purpose_code`: `consent_decide` (the
+    consent package's rule) on what was read, and for customers whose consent this batch
+    recorded, `customers_allowed_for` (the same rule in SQL) on the fresh state."""
+    from django.utils import timezone
+
+    from consent.models import Purpose
+    from consent.selectors import consent_decide, customers_allowed_for
+
+    now = now or timezone.now()
+    purpose = Purpose.objects.filter(code=purpose_code).first()
+    allowed = {
+        cid
+        for cid, (status, jurisdiction) in held.customers.items()
+        if cid not in held.recorded
+        and consent_decide(
+            status=status,
+            jurisdiction=jurisdiction,
+            purpose=purpose,
+            state=held.states.get((cid, purpose_code)),  # type: ignore[arg-type]
+            now=now,
+        )
+    }
+    if held.recorded:
+        # The ids as one array parameter: an IN list of 500 values costs more to build.
+        fresh = Customer.objects.filter(
+            id__in=RawSQL("SELECT unnest(%s::uuid[])", (list(held.recorded),))
+        )
+        allowed.update(
+            customers_allowed_for(purpose_code, fresh, now=now).values_list("id", flat=True)
+        )
+    return allowed
 
 
 def consent_from_messages(
@@ -31,13 +123,17 @@ def consent_from_messages(
     gpc: bool,
     user_agent: str | None,
     received_at: dt.datetime,
+    held: BatchConsent | None = None,
 ) -> int:
     """Record the consent carried in the messages (the last preferences per customer) and a
     Sec-GPC opt-out, through the consent services. Only customers whose preferences differ
     from their current state are recorded, so a steady stream of events costs one query; the
     changes of a whole batch go through `consent_record_many` (one ledger append, one audit
     entry), falling back to `consent_apply_category_preferences` per customer if the batch is
-    refused. Returns the number of messages whose consent could not be recorded."""
+    refused. Returns the number of messages whose consent could not be recorded.
+
+    With `held` (the batch's states, read by `batch_consent_read`) nothing is read again, and
+    every customer whose consent may have been recorded is added to `held.recorded`."""
     from consent.conf import category_map
     from consent.errors import ConsentError
     from consent.services import (
@@ -55,13 +151,17 @@ def consent_from_messages(
     if not latest and not gpc:
         return 0
     mapping = category_map()
-    with raw_cursor() as cursor:
-        cursor.execute(
-            "SELECT customer_id, purpose_code, granted FROM consent_consentstate "
-            "WHERE customer_id = ANY(%b::uuid[])",
-            [list(touched if gpc else latest)],
-        )
-        states = {(customer_id, code): granted for customer_id, code, granted in cursor}
+    if held is not None:
+        states = {key: state.granted for key, state in held.states.items()}
+    else:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "SELECT s.customer_id, s.purpose_code, s.granted "
+                "FROM unnest(%b::uuid[]) AS u(id) "
+                "JOIN consent_consentstate s ON s.customer_id = u.id",
+                [list(touched if gpc else latest)],
+            )
+            states = {(customer_id, code): granted for customer_id, code, granted in cursor}
     changed: dict[uuid.UUID, Message] = {}
     for customer_id, message in latest.items():
         wanted: dict[str, bool] = {}
@@ -73,6 +173,8 @@ def consent_from_messages(
             changed[customer_id] = message
     if not changed and not gpc:
         return 0
+    if held is not None:
+        held.recorded.update(touched if gpc else changed)
     customers = {
         c.id: c
         for c in Customer.objects.filter(

@@ -23,13 +23,17 @@ from typing import Any
 
 import orjson
 from django.db import transaction
-from django.db.models.expressions import RawSQL
 
 from cdp.audit.services import actor_for_source, audit_record
 from cdp.crypto import aead
 from cdp.crypto.subject_keys import cached_key, subject_key_get_or_create, subject_keys_load
 from cdp.ingest.classification import Classes, classes, non_personal_properties
-from cdp.ingest.consent_context import consent_from_messages, merges_respect_consent
+from cdp.ingest.consent_context import (
+    batch_consent_read,
+    consent_from_messages,
+    customers_allowed,
+    merges_respect_consent,
+)
 from cdp.ingest.messages import Message, Rejection
 from cdp.ingest.models import Event, Source
 from cdp.ingest.selectors import suppressed_indexes
@@ -40,7 +44,7 @@ from cdp.ingest.traits import (
     profile_updates_apply,
     trait_country,
 )
-from cdp.profiles.models import Customer, IdentityKind
+from cdp.profiles.models import IdentityKind
 from cdp.profiles.resolution import (
     Claim,
     Ident,
@@ -380,6 +384,10 @@ def events_ingest(
         # this worker does not hold yet.
         subject_keys_load(set(customer_of.values()))
         profile_updates_apply(updates)
+        touched = set(customer_of.values())
+        # One read of the customers' status, jurisdiction and consent states serves both the
+        # consent carried in the messages and the analytics decision below.
+        held = batch_consent_read(touched)
         result.consent_errors = consent_from_messages(
             fresh,
             customer_of,
@@ -388,18 +396,9 @@ def events_ingest(
             gpc=gpc,
             user_agent=user_agent,
             received_at=received_at,
+            held=held,
         )
-
-        from consent.selectors import customers_allowed_for
-
-        touched = set(customer_of.values())
-        # The ids as one array parameter: an IN list of 500 values costs more to build.
-        batch_customers = Customer.objects.filter(
-            id__in=RawSQL("SELECT unnest(%s::uuid[])", (list(touched),))
-        )
-        allowed = set(
-            customers_allowed_for(ANALYTICS_PURPOSE, batch_customers).values_list("id", flat=True)
-        )
+        allowed = customers_allowed(ANALYTICS_PURPOSE, held)
         storable = [m for m in fresh if customer_of[m.index] in allowed]
         result.suppressed += len(fresh) - len(storable)
         inserted = _insert_events(storable, customer_of, source, received_at, table)
