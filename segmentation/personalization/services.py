@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import sklearn
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from cdp.api.errors import ApplicationError
@@ -378,18 +377,26 @@ def recommender_load(run: ModelRun) -> Recommender:
     return model_loads(bytes(run.model), key=model_signing_key()).pipeline
 
 
+def _customer_not_found() -> ApplicationError:
+    return ApplicationError("customer_not_found", "no such customer", status=404)
+
+
+def _personalization_not_allowed() -> ApplicationError:
+    return ApplicationError(
+        NOT_ALLOWED,
+        "this customer's consent does not allow personalization (not granted, withdrawn, "
+        "objected to or restricted), so no recommendation or decision is made",
+        status=403,
+    )
+
+
 def _require_personalization(customer_id: uuid.UUID) -> None:
     from cdp.profiles.models import Customer
 
     if not Customer.objects.filter(pk=customer_id).exists():
-        raise ApplicationError("customer_not_found", "no such customer", status=404)
+        raise _customer_not_found()
     if not selectors.customer_allowed(customer_id, "personalization"):
-        raise ApplicationError(
-            NOT_ALLOWED,
-            "this customer's consent does not allow personalization (not granted, withdrawn, "
-            "objected to or restricted), so no recommendation or decision is made",
-            status=403,
-        )
+        raise _personalization_not_allowed()
 
 
 def _running_experiment(target: str) -> tuple[Experiment, list[Variant]] | None:
@@ -430,39 +437,35 @@ def experiment_expose(
 
 def recommendations_serve(*, customer_id: uuid.UUID, k: int = RECOMMEND_K) -> dict[str, Any]:
     """Top-k items for a partner system: the precomputed list, or the popularity fallback for a
-    customer the model has not seen; 403 without the personalization purpose. A running
-    recommendations experiment may switch the strategy ({"strategy": "popularity"}), and its
-    holdout gets the non-personalised list. The hot path is three queries: the experiment, then
-    consent and the list together (the run is read only for a fallback)."""
-    from cdp.profiles.models import Customer
-
+    customer the model has not seen; 404 for an unknown customer, 403 without the
+    personalization purpose. A running recommendations experiment may switch the strategy
+    ({"strategy": "popularity"}), and its holdout gets the non-personalised list. The hot path is
+    one statement (consent now, the list, whether an experiment runs, the fallback for a cold
+    start); only a running experiment adds its own queries (variants and the exposure)."""
     k = max(1, min(int(k), RECOMMEND_K))
-    running = _running_experiment(ExperimentTarget.RECOMMENDATIONS)
-    mine = Recommendation.objects.filter(customer_id=OuterRef("pk"))
-    allowed = (
-        selectors.customers_allowed_for("personalization", Customer.objects.filter(pk=customer_id))
-        .annotate(
-            items=Subquery(mine.values("items")[:1]),
-            run=Subquery(mine.values("model_run_id")[:1]),
-        )
-        .values_list("items", "run")
-    )
-    found = list(allowed[:1])
-    if not found:
-        _require_personalization(customer_id)  # raises the 404 or the 403 with its reason
-    row, run_id = found[0]
+    state = selectors.recommendation_serving_state(customer_id)
+    if state is None:
+        raise _customer_not_found()
+    if not state.allowed:
+        raise _personalization_not_allowed()
+    row, run_id = state.items, state.run_id
+    if row is None:
+        row, run_id = state.fallback_items or [], state.fallback_run_id
+    running = None
     variant = None
+    if state.experiment_running:
+        running = _running_experiment(ExperimentTarget.RECOMMENDATIONS)
     if running is not None:
         experiment, variants = running
         variant, config = experiment_expose(
             experiment=experiment, customer_id=customer_id, variants=variants
         )
-        if variant == HOLDOUT or config.get("strategy") == Strategy.POPULARITY:
-            row = None
-    if row is None:
-        run = selectors.model_run_latest(ModelKind.RECOMMENDATIONS)
-        row = run.metrics.get("fallback", []) if run else []
-        run_id = run.pk if run else None
+        if state.items is not None and (
+            variant == HOLDOUT or config.get("strategy") == Strategy.POPULARITY
+        ):
+            run = selectors.model_run_latest(ModelKind.RECOMMENDATIONS)
+            row = (run.metrics.get("fallback") or []) if run else []
+            run_id = run.pk if run else None
     return {
         "customer_id": str(customer_id),
         "items": row[:k],
