@@ -221,44 +221,109 @@ RETURNING message_id
 """
 
 
-def _insert_events(
+def _event_rows(
     messages: Sequence[Message],
     customer_of: dict[int, uuid.UUID],
     source: Source,
     received_at: dt.datetime,
     table: Classes,
-) -> set[str]:
-    """One INSERT for the batch; returns the message ids actually inserted (a conflict is a
-    duplicate that raced past the check)."""
-    if not messages:
-        return set()
+) -> list[tuple[Any, ...]]:
+    """The batch's `ingest_event` rows, in `_COPY_COLUMNS` order (properties as a dict)."""
     subject_keys_load({customer_of[m.index] for m in messages})
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    rows = []
+    source_id = source.id
     for message, row_id in zip(messages, _time_ordered_uuids(len(messages)), strict=True):
         customer_id = customer_of[message.index]
         properties = message.properties
         currency = properties.get("currency")
         product = properties.get("product_id", properties.get("sku"))
-        values = (
-            row_id,
-            message.message_id,
-            customer_id,
-            message.type,
-            message.name,
-            message.timestamp,
-            message.original_timestamp,
-            message.sent_at,
-            message.clamped,
-            _amount(properties),
-            currency.upper()[:3] if isinstance(currency, str) else "",
-            _text(product, 255),
-            _json_text(non_personal_properties(properties, table)),
-            _seal_payload(customer_id, row_id, _payload_bytes(message.raw)),
+        rows.append(
+            (
+                row_id,
+                source_id,
+                message.message_id,
+                customer_id,
+                message.type,
+                message.name,
+                message.timestamp,
+                message.original_timestamp,
+                message.sent_at,
+                received_at,
+                message.clamped,
+                _amount(properties),
+                currency.upper()[:3] if isinstance(currency, str) else "",
+                _text(product, 255),
+                non_personal_properties(properties, table),
+                _seal_payload(customer_id, row_id, _payload_bytes(message.raw)),
+            )
         )
+    return rows
+
+
+_COPY = (
+    'COPY ingest_event (id, source_id, message_id, customer_id, type, name, "timestamp", '
+    "original_timestamp, sent_at, received_at, clamped, amount, currency, product_id, "
+    "properties, payload) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = [
+    "uuid",
+    "uuid",
+    "text",
+    "uuid",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "bool",
+    "numeric",
+    "text",
+    "text",
+    "jsonb",
+    "bytea",
+]
+_EVENT_UNIQUE = "event_unique_message"
+
+
+class _EventConflict(Exception):
+    """A row of the COPY met a stored (source, messageId): the batch is done again with the
+    INSERT that skips conflicts."""
+
+
+def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
+    """The rows by binary COPY: no per-row conflict arbitration in the server and no Python
+    array building here. Only for rows whose message ids were checked under the message locks
+    (so no replay of the tracking API can be stored meanwhile); any other writer's conflicting
+    row (an import into the same source) aborts the COPY with `_EventConflict`."""
+    import psycopg
+
+    with raw_cursor() as cursor:
+        psycopg.types.json.set_json_dumps(_json_bytes, context=cursor)
+        try:
+            with cursor.copy(_COPY) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == _EVENT_UNIQUE:
+                raise _EventConflict from None
+            raise
+    return {row[2] for row in rows}
+
+
+def _insert_events(rows: list[tuple[Any, ...]]) -> set[str]:
+    """One INSERT ... ON CONFLICT DO NOTHING for the batch; returns the message ids actually
+    inserted (a conflict is a duplicate that raced past the check)."""
+    columns: list[list[Any]] = [[] for _ in range(14)]
+    source_id = received_at = None
+    for row in rows:
+        source_id, received_at = row[1], row[9]
+        values = (*row[:1], *row[2:9], *row[10:14], _json_text(row[14]), row[15])
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     with raw_cursor() as cursor:
-        cursor.execute(_INSERT, [source.id, received_at, *columns])
+        cursor.execute(_INSERT, [source_id, received_at, *columns])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -267,6 +332,13 @@ def _json_text(value: dict[str, Any]) -> str:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, ensure_ascii=False)
+
+
+def _json_bytes(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False).encode()
 
 
 def events_ingest(
@@ -285,6 +357,38 @@ def events_ingest(
     race: the message ids are locked before the duplicate check. The touched customer ids are
     enqueued after commit, so the request never waits for the worker.
     """
+
+    def run(copy: bool) -> IngestResult:
+        return _events_ingest(
+            source=source,
+            messages=messages,
+            rejections=rejections,
+            received_at=received_at,
+            gpc=gpc,
+            user_agent=user_agent,
+            copy=copy,
+        )
+
+    try:
+        return run(copy=True)
+    except _EventConflict:
+        # Another writer stored one of the batch's message ids meanwhile (not a tracking
+        # replay: those wait on the message locks). Everything was rolled back; do it again
+        # with the INSERT that counts such rows as duplicates.
+        return run(copy=False)
+
+
+def _events_ingest(
+    *,
+    source: Source,
+    messages: Sequence[Message],
+    rejections: Sequence[Rejection],
+    received_at: dt.datetime,
+    gpc: bool = False,
+    user_agent: str | None = None,
+    copy: bool = True,
+) -> IngestResult:
+    """`events_ingest`; `copy` stores the rows by COPY, else by INSERT ... ON CONFLICT."""
     result = IngestResult(received=len(messages) + len(rejections), rejected=list(rejections))
     actor = actor_for_source(source.id)
     blocked = blocked_values()
@@ -401,7 +505,13 @@ def events_ingest(
         allowed = customers_allowed(ANALYTICS_PURPOSE, held)
         storable = [m for m in fresh if customer_of[m.index] in allowed]
         result.suppressed += len(fresh) - len(storable)
-        inserted = _insert_events(storable, customer_of, source, received_at, table)
+        rows = _event_rows(storable, customer_of, source, received_at, table) if storable else []
+        if not rows:
+            inserted: set[str] = set()
+        elif copy:
+            inserted = _copy_events(rows)
+        else:
+            inserted = _insert_events(rows)
         result.accepted = len(inserted)
         result.duplicate += len(storable) - len(inserted)
         result.clamped = [m.index for m in storable if m.clamped and m.message_id in inserted]
