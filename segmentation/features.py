@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import NamedTuple
 
 from django.db import connection
 
+from cdp.profiles.models import Customer
 from consent.selectors import customers_allowed_for
 from segmentation.ml.personas import rfm_segment
 from segmentation.models import FEATURE_VERSION
@@ -234,7 +236,18 @@ def allowed_customers_sql(
 
 
 def chunk_bounds(chunk_size: int) -> list[tuple[uuid.UUID | None, uuid.UUID | None]]:
-    """Ranges (low, high] of customer ids with about `chunk_size` allowed customers each."""
+    """Ranges (low, high] of customer ids with about `chunk_size` allowed customers each.
+
+    When there are no more customers than `chunk_size` at all, one unbounded range, without
+    evaluating the consent selection (which the chunk evaluates anyway): that costs a second
+    pass over every customer and their consent state per run."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {Customer._meta.db_table} LIMIT %s) c",  # noqa: S608
+            [chunk_size + 1],
+        )
+        if cursor.fetchone()[0] <= chunk_size:
+            return [(None, None)]
     sql, params = allowed_customers_sql()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -288,18 +301,31 @@ def features_compute_chunk(
         return written
 
 
-def features_remove_stale(*, run_id: uuid.UUID) -> int:
-    """Delete rows this run did not write, or whose customer is no longer allowed (a
-    withdrawal that raced the run). Returns rows deleted."""
+class StaleRows(NamedTuple):
+    """What `features_remove_stale` deleted."""
+
+    removed: int
+    # Rows this run wrote whose customer lost consent while it ran: the population the run
+    # scored RFM over changed, so the scores must be recomputed.
+    written_by_run: int
+
+
+def features_remove_stale(*, run_id: uuid.UUID) -> StaleRows:
+    """Delete rows this run did not write (customers no longer allowed when it started), and
+    rows of customers no longer allowed now (a withdrawal that raced the run: the consent
+    selection is evaluated again, in this statement's snapshot). One scan of the table."""
     sql, params = allowed_customers_sql()
     with connection.cursor() as cursor:
         cursor.execute(
-            "DELETE FROM segmentation_customerfeatures f "  # noqa: S608
+            "WITH gone AS (DELETE FROM segmentation_customerfeatures f "  # noqa: S608
             "WHERE f.feature_run_id IS DISTINCT FROM %s "
-            f"OR NOT EXISTS (SELECT 1 FROM ({sql}) a WHERE a.id = f.customer_id)",
-            [run_id, *params],
+            f"OR NOT EXISTS (SELECT 1 FROM ({sql}) a WHERE a.id = f.customer_id) "
+            "RETURNING f.feature_run_id) "
+            "SELECT count(*), count(*) FILTER (WHERE feature_run_id = %s) FROM gone",
+            [run_id, *params, run_id],
         )
-        return cursor.rowcount
+        removed, written_by_run = cursor.fetchone()
+        return StaleRows(removed, written_by_run)
 
 
 def rfm_scores_update() -> int:

@@ -59,8 +59,16 @@ class CustomerFeatures(models.Model):
     customer = models.OneToOneField(
         "profiles.Customer", on_delete=models.CASCADE, primary_key=True, related_name="features"
     )
+    # Not indexed: nothing filters on it (stale removal compares it row by row in one scan) and
+    # an index on a column every run rewrites would make every update non-HOT (see migration
+    # 0004). Deleting a FeatureRun nulls it with one scan.
     feature_run = models.ForeignKey(
-        FeatureRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        FeatureRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     version = models.PositiveSmallIntegerField(default=FEATURE_VERSION)
     as_of = models.DateTimeField()
@@ -96,7 +104,9 @@ class CustomerFeatures(models.Model):
     rfm_r = models.PositiveSmallIntegerField(null=True, blank=True)
     rfm_f = models.PositiveSmallIntegerField(null=True, blank=True)
     rfm_m = models.PositiveSmallIntegerField(null=True, blank=True)
-    rfm_segment = models.CharField(max_length=32, blank=True, db_index=True)
+    # Not indexed: segment conditions compare it inside COALESCE and the admin counts it in one
+    # GROUP BY, so no query used the index, and each run paid its maintenance.
+    rfm_segment = models.CharField(max_length=32, blank=True)
 
     class Meta:
         verbose_name_plural = "customer features"

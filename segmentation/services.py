@@ -89,8 +89,9 @@ def feature_run_create(
 def feature_run_execute(*, run_id: uuid.UUID, chunk_size: int = FEATURE_CHUNK) -> FeatureRun | None:
     """Compute the features in chunks of customer ids (one transaction each, so progress shows
     and no statement holds a huge snapshot), then remove rows of customers no longer allowed and
-    score RFM, in one final transaction. Safe to run twice: a finished run is left alone and an
-    interrupted one starts over (every chunk is an upsert)."""
+    score RFM, in one final transaction (in the chunk's own when there is one chunk). Safe to
+    run twice: a finished run is left alone and an interrupted one starts over (every chunk is
+    an upsert)."""
     run = FeatureRun.objects.filter(pk=run_id).first()
     if run is None or run.status == RunStatus.SUCCEEDED:
         return run
@@ -105,26 +106,24 @@ def feature_run_execute(*, run_id: uuid.UUID, chunk_size: int = FEATURE_CHUNK) -
         error="",
     )
     written = 0
-    single = len(bounds) == 1  # one statement sees everyone: RFM scored in it
+    # One chunk (populations up to FEATURE_CHUNK): RFM is scored in the chunk's statement and
+    # the stale rows go in the same transaction, so readers see the old run or the whole new one.
+    single = len(bounds) == 1
     try:
         for done, (low, high) in enumerate(bounds, start=1):
             with transaction.atomic():
                 written += feature_sql.features_compute_chunk(
                     run_id=run.pk, as_of=run.as_of, low=low, high=high, score_rfm=single
                 )
+                if single:
+                    _feature_run_finish(run, written=written, chunks=done, scored=True)
+                    break
             FeatureRun.objects.filter(pk=run.pk).update(
                 chunks_done=done, customers=written, progress=int(95 * done / len(bounds))
             )
-        with transaction.atomic():
-            removed = feature_sql.features_remove_stale(run_id=run.pk)
-            if not single or removed:
-                feature_sql.rfm_scores_update()
-            FeatureRun.objects.filter(pk=run.pk).update(
-                status=RunStatus.SUCCEEDED,
-                progress=100,
-                removed=removed,
-                finished_at=timezone.now(),
-            )
+        if not single:
+            with transaction.atomic():
+                _feature_run_finish(run, written=written, chunks=len(bounds), scored=False)
     except Exception as exc:
         FeatureRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, error=type(exc).__name__, finished_at=timezone.now()
@@ -136,6 +135,22 @@ def feature_run_execute(*, run_id: uuid.UUID, chunk_size: int = FEATURE_CHUNK) -
         cursor.execute(f"ANALYZE {CustomerFeatures._meta.db_table}")
     run.refresh_from_db()
     return run
+
+
+def _feature_run_finish(run: FeatureRun, *, written: int, chunks: int, scored: bool) -> None:
+    """Remove stale rows, score RFM unless the chunk did over the final population, and mark
+    the run done; inside the caller's transaction."""
+    stale = feature_sql.features_remove_stale(run_id=run.pk)
+    if not scored or stale.written_by_run:
+        feature_sql.rfm_scores_update()
+    FeatureRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.SUCCEEDED,
+        progress=100,
+        chunks_done=chunks,
+        customers=written,
+        removed=stale.removed,
+        finished_at=timezone.now(),
+    )
 
 
 def features_compute(*, actor: str, as_of: dt.datetime | None = None) -> FeatureRun:
