@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdp.ingest.models import PropertyClass, PropertyClassKind, PropertyScope
 
 CACHE_SECONDS = 10.0
+# Keys as they arrive -> their class, per loaded registry: the same few property keys come in
+# every event. Bounded, because keys are chosen by the client.
+_MEMO_KEYS = 4_096
 _SEPARATORS = re.compile(r"[\s_\-.]+")
 
 
@@ -27,12 +30,18 @@ def normalize_key(key: str) -> str:
 class Classes:
     trait: dict[str, str]
     prop: dict[str, str]
+    _prop_memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def trait_kind(self, key: str) -> str:
         return self.trait.get(normalize_key(key), PropertyClassKind.PERSONAL)
 
     def property_kind(self, key: str) -> str:
-        return self.prop.get(normalize_key(key), PropertyClassKind.PERSONAL)
+        kind = self._prop_memo.get(key)
+        if kind is None:
+            kind = self.prop.get(normalize_key(key), PropertyClassKind.PERSONAL)
+            if len(self._prop_memo) < _MEMO_KEYS:
+                self._prop_memo[key] = kind
+        return kind
 
 
 _cached: tuple[float, Classes] | None = None
@@ -88,12 +97,16 @@ def classes_forget() -> None:
     _cached = None
 
 
+_NON_PERSONAL = PropertyClassKind.NON_PERSONAL.value
+
+
 def non_personal_properties(properties: dict[str, Any], table: Classes) -> dict[str, Any]:
     """The properties that may be kept in plaintext; lists of objects (products) are filtered
     item by item with the same rules."""
     kept: dict[str, Any] = {}
+    kind = table.property_kind
     for key, value in properties.items():
-        if table.property_kind(key) != PropertyClassKind.NON_PERSONAL:
+        if kind(key) != _NON_PERSONAL:
             continue
         if isinstance(value, dict):
             value = non_personal_properties(value, table)
