@@ -103,12 +103,14 @@ def cache_clear() -> None:
 
 
 def _unwrap(row: SubjectKey) -> DataKey:
+    return _data_key(row.subject_id, row.key_id, row.kek_id, row.wrapped_key)
+
+
+def _data_key(subject_id: uuid.UUID, key_id: int, kek_id: str, wrapped: bytes) -> DataKey:
     dek = get_keyring().unwrap(
-        bytes(row.wrapped_key), kek_id=row.kek_id, subject_id=str(row.subject_id), key_id=row.key_id
+        bytes(wrapped), kek_id=kek_id, subject_id=str(subject_id), key_id=key_id
     )
-    return DataKey(
-        row.key_id, AESGCM(dek), aead.header_for(row.key_id), aead.id_bytes(row.subject_id)
-    )
+    return DataKey(key_id, AESGCM(dek), aead.header_for(key_id), aead.id_bytes(subject_id))
 
 
 def _as_uuid(subject_id: uuid.UUID | str) -> uuid.UUID:
@@ -206,14 +208,30 @@ def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
         subject_keys_load(fresh)
 
 
+# A primary-key probe per subject (LIMIT keeps the LATERAL from being flattened into a hash join
+# over the whole table); the array's ordinality comes back instead of decoding each UUID.
+_LOAD_KEYS = """
+SELECT u.n, k.key_id, k.kek_id, k.wrapped_key
+FROM unnest(%b::uuid[]) WITH ORDINALITY AS u(id, n)
+CROSS JOIN LATERAL (
+    SELECT key_id, kek_id, wrapped_key FROM crypto_subjectkey WHERE subject_id = u.id LIMIT 1
+) AS k
+"""
+
+
 def subject_keys_load(subject_ids: Iterable[uuid.UUID | str]) -> int:
-    """Warm the cache for many subjects in one query (list pages, exports); returns keys loaded."""
+    """Warm the cache for many subjects in one query (list pages, exports, every ingestion
+    batch); returns keys loaded. Raw rows, not model instances: this runs for each batch."""
     wanted = [sid for sid in {_as_uuid(s) for s in subject_ids} if _cache.get(sid) is None]
-    loaded = 0
-    for row in SubjectKey.objects.filter(subject_id__in=wanted):
-        _cache.put(row.subject_id, _unwrap(row))
-        loaded += 1
-    return loaded
+    if not wanted:
+        return 0
+    with _binding_cursor() as cursor:
+        cursor.execute(_LOAD_KEYS, [wanted])
+        rows = cursor.fetchall()
+    for n, key_id, kek_id, wrapped in rows:
+        sid = wanted[n - 1]
+        _cache.put(sid, _data_key(sid, key_id, kek_id, wrapped))
+    return len(rows)
 
 
 def subject_key_shred(subject_id: uuid.UUID | str) -> bool:
