@@ -33,13 +33,21 @@ class HeldState:
 
 
 @dataclass
+class HeldCustomer:
+    """A customer's status, jurisdiction and consent states (by purpose code)."""
+
+    status: str
+    jurisdiction: str
+    states: dict[str, HeldState]
+
+
+@dataclass
 class BatchConsent:
     """What a batch's customers hold when its consent step starts, read once: the status and
-    jurisdiction of each, every consent state, and (filled in as the step goes) the customers
-    whose consent the batch changed, whose stored state is then newer than this read."""
+    jurisdiction of each and every consent state, and (filled in as the step goes) the
+    customers whose consent the batch changed, whose stored state is then newer than this."""
 
-    customers: dict[uuid.UUID, tuple[str, str]]
-    states: dict[tuple[uuid.UUID, str], HeldState]
+    customers: dict[uuid.UUID, HeldCustomer]
     recorded: set[uuid.UUID] = field(default_factory=set)
 
 
@@ -65,17 +73,17 @@ def batch_consent_read(customer_ids: Collection[uuid.UUID]) -> BatchConsent:
     """Status, jurisdiction and consent states of the batch's customers, in one query: what
     both the consent carried in the messages and the analytics decision compare against."""
     ids = list(customer_ids)
-    customers: dict[uuid.UUID, tuple[str, str]] = {}
-    states: dict[tuple[uuid.UUID, str], HeldState] = {}
+    by_position: dict[int, HeldCustomer] = {}
     if ids:
         with raw_cursor() as cursor:
             cursor.execute(_HELD, [ids])
             for n, status, jurisdiction, code, granted, expires_at in cursor:
-                cid = ids[n - 1]
-                customers[cid] = (status, jurisdiction)
+                held = by_position.get(n)
+                if held is None:
+                    held = by_position[n] = HeldCustomer(status, jurisdiction, {})
                 if code is not None:
-                    states[(cid, code)] = HeldState(granted, expires_at)
-    return BatchConsent(customers, states)
+                    held.states[code] = HeldState(granted, expires_at)
+    return BatchConsent({ids[n - 1]: held for n, held in by_position.items()})
 
 
 def customers_allowed(
@@ -93,13 +101,13 @@ def customers_allowed(
     purpose = Purpose.objects.filter(code=purpose_code).first()
     allowed = {
         cid
-        for cid, (status, jurisdiction) in held.customers.items()
+        for cid, customer in held.customers.items()
         if cid not in held.recorded
         and consent_decide(
-            status=status,
-            jurisdiction=jurisdiction,
+            status=customer.status,
+            jurisdiction=customer.jurisdiction,
             purpose=purpose,
-            state=held.states.get((cid, purpose_code)),  # type: ignore[arg-type]
+            state=customer.states.get(purpose_code),  # type: ignore[arg-type]
             now=now,
         )
     }
@@ -151,9 +159,11 @@ def consent_from_messages(
     if not latest and not gpc:
         return 0
     mapping = category_map()
+    states: dict[uuid.UUID, dict[str, HeldState]]
     if held is not None:
-        states = {key: state.granted for key, state in held.states.items()}
+        states = {cid: customer.states for cid, customer in held.customers.items()}
     else:
+        states = {}
         with raw_cursor() as cursor:
             cursor.execute(
                 "SELECT s.customer_id, s.purpose_code, s.granted "
@@ -161,16 +171,22 @@ def consent_from_messages(
                 "JOIN consent_consentstate s ON s.customer_id = u.id",
                 [list(touched if gpc else latest)],
             )
-            states = {(customer_id, code): granted for customer_id, code, granted in cursor}
+            for customer_id, code, granted in cursor:
+                states.setdefault(customer_id, {})[code] = HeldState(granted, None)
     changed: dict[uuid.UUID, Message] = {}
+    none: dict[str, HeldState] = {}
     for customer_id, message in latest.items():
         wanted: dict[str, bool] = {}
         for name, value in message.context["consent"]["categoryPreferences"].items():
             if isinstance(value, bool):
                 for code in mapping.get(str(name).strip().lower(), []):
                     wanted[code] = wanted.get(code, True) and value
-        if any(states.get((customer_id, code)) != granted for code, granted in wanted.items()):
-            changed[customer_id] = message
+        own = states.get(customer_id, none)
+        for code, granted in wanted.items():
+            state = own.get(code)
+            if state is None or state.granted != granted:
+                changed[customer_id] = message
+                break
     if not changed and not gpc:
         return 0
     if held is not None:
@@ -238,7 +254,7 @@ def consent_from_messages(
 def _preference_decisions(
     latest: dict[uuid.UUID, Message],
     customers: dict[uuid.UUID, Customer],
-    states: dict[tuple[uuid.UUID, str], bool],
+    states: dict[uuid.UUID, dict[str, HeldState]],
     mapping: dict[str, list[str]],
     *,
     source: Source,
@@ -266,8 +282,11 @@ def _preference_decisions(
             ip=ip if isinstance(ip, str) else None,
             user_agent=user_agent,
         )
+        own = states.get(customer_id, {})
         decisions.extend(
-            d for d in wanted if states.get((customer_id, d.purpose_code)) != d.granted
+            d
+            for d in wanted
+            if (state := own.get(d.purpose_code)) is None or state.granted != d.granted
         )
     return decisions
 
