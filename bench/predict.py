@@ -58,6 +58,8 @@ CUSTOMERS = scaled(2_000)
 HTTP_REQUESTS = scaled(3_000)
 THREADS = 8
 K = 10
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+WORKER_THREADS = int(os.environ.get("BENCH_WORKER_THREADS", "4"))
 
 
 def load_lines():
@@ -292,6 +294,36 @@ def http_setup(rec) -> tuple[str, list[str]]:
     return token, [str(c.pk) for c in customers]
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of each live process in `pids` (as bench/ingest.py reads them)."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before[pid] for pid in before if pid in after)
+
+
+def server_pids(master: int, url: str) -> tuple[list[int], list[int]]:
+    """The gunicorn workers (children of the master) and the PostgreSQL backends connected to
+    the bench database (other databases' backends share the server on this machine)."""
+    import psycopg
+
+    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(p) for p in children.stdout.split()], [pid for (pid,) in rows]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -312,9 +344,9 @@ def http_serving(rec) -> tuple[float, float]:
             "gunicorn",
             "cdp.wsgi:application",
             "--workers",
-            "2",
+            str(WORKERS),
             "--threads",
-            "4",
+            str(WORKER_THREADS),
             "--worker-class",
             "gthread",
             "--bind",
@@ -376,14 +408,24 @@ def http_serving(rec) -> tuple[float, float]:
             return time.perf_counter() - started
 
         round_of(picks[: max(THREADS, len(picks) // 10)], record=False)  # warm-up, not timed
+        workers, backends = server_pids(server.pid, bench_db.url)
+        before = (cpu_seconds(workers), cpu_seconds(backends), sum(os.times()[:2]))
         elapsed = round_of(picks, record=True)
+        after = (cpu_seconds(workers), cpu_seconds(backends), sum(os.times()[:2]))
         assert not errors, f"{len(errors)} failed requests: {sorted(set(errors))}"
         p50, p95 = percentiles(latencies)
+        n = len(latencies)
         print(
-            f"recommend serving (HTTP, gunicorn 2x4 threads, {THREADS} clients, "
-            f"{len(latencies):,} requests): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
-            f"{len(latencies) / elapsed:,.0f} requests/s, machine load average "
+            f"recommend serving (HTTP, gunicorn {WORKERS}x{WORKER_THREADS} threads, {THREADS} "
+            f"clients, {n:,} requests): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+            f"{n / elapsed:,.0f} requests/s, machine load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+            flush=True,
+        )
+        print(
+            f"cpu per request: workers {cpu_used(before[0], after[0]) / n * 1e3:.2f} ms, "
+            f"postgres {cpu_used(before[1], after[1]) / n * 1e3:.2f} ms, "
+            f"bench clients {(after[2] - before[2]) / n * 1e3:.2f} ms",
             flush=True,
         )
         return p50, p95

@@ -7,12 +7,13 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, router
+from django.db import router
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from cdp.api.models import ApiToken, token_hash
+from cdp.api.prepared import prepared_fetchone
 
 LAST_USED_GRANULARITY = datetime.timedelta(minutes=5)
 
@@ -48,13 +49,11 @@ def _lookup_sql() -> tuple[list[str], str]:
 
 def token_lookup(digest: bytes) -> ApiToken | None:
     """The token with this hash, read from the database on every call (revocation and expiry
-    take effect at once). One fixed statement on the unique index: building the same SELECT
-    through the QuerySet API cost more CPU than the lookup itself, on every API request."""
+    take effect at once). One fixed, prepared statement on the unique index: building the same
+    SELECT through the QuerySet API cost more CPU than the lookup itself, on every API request."""
     fields, sql = _lookup_sql()
     using = router.db_for_read(ApiToken)
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, [digest])
-        row = cursor.fetchone()
+    row = prepared_fetchone(using, "api_token", sql, [digest])
     return None if row is None else ApiToken.from_db(using, fields, row)
 
 

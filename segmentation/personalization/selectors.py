@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import orjson
-from django.db import connections, router
+from django.db import router
 from django.db.models import Count, F, Min, Q, Sum, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 
+from cdp.api.prepared import prepared_fetchone
 from cdp.ingest.models import Event
 from consent.selectors import customers_allowed_for
 from segmentation.ml.experiments import HOLDOUT, SrmResult, sample_ratio_mismatch, uplift
@@ -60,6 +61,7 @@ def customer_allowed(customer_id: uuid.UUID, purpose: str) -> bool:
 # per process: `customers_allowed_for` stays the one definition of "allowed" (its SQL is taken
 # from it with sentinel values for the customer and the time, which are bound per request), and
 # everything the SQL reads (consent state, purpose, status, experiments) is read at request time.
+# It runs as a prepared statement (`cdp.api.prepared`), so PostgreSQL does not plan it each time.
 
 _SENTINEL_ID = uuid.UUID("5e471ae1-5e47-4a1e-8000-5e471ae15e47")
 _SENTINEL_NOW = dt.datetime(1999, 12, 31, 23, 59, 58, 765432, tzinfo=dt.UTC)
@@ -163,9 +165,7 @@ def recommendation_serving_state(
     using = router.db_for_read(Recommendation)
     sql, params, gate = _recommendation_sql(using)
     bound = [*gate.bind(customer_id, now or timezone.now()), *params, customer_id]
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, bound)
-        row = cursor.fetchone()
+    row = prepared_fetchone(using, "recommendations", sql, bound)
     if row is None:
         return None
     allowed, items, run_id, experiment_running, fallback = row
