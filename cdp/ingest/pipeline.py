@@ -538,4 +538,7 @@ def _enqueue_touched(ids: list[str]) -> None:
     from cdp.ingest.tasks import customers_touched
 
     for start in range(0, len(ids), TASK_CHUNK):
-        customers_touched.delay(ids[start : start + TASK_CHUNK])
+        chunk = ids[start : start + TASK_CHUNK]
+        # A short argsrepr: Celery would otherwise build a repr of up to a thousand ids for its
+        # logs and monitoring on every batch.
+        customers_touched.apply_async((chunk,), argsrepr=f"({len(chunk)} customer ids)")

@@ -109,7 +109,9 @@ def test_touched_customers_are_enqueued_after_commit_with_ids_only(
     from tests.ingest.conftest import message
 
     sent = []
-    monkeypatch.setattr(tasks.customers_touched, "delay", lambda ids: sent.append(ids))
+    monkeypatch.setattr(
+        tasks.customers_touched, "apply_async", lambda args, **options: sent.append(args[0])
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         post("batch", {"batch": [message(userId="t1"), message(userId="t2")]})

@@ -21,14 +21,14 @@ def test_touched_customers_are_handed_to_the_worker_after_commit(
     celery_worker_process, live_server, source, monkeypatch
 ):
     results = []
-    original = tasks.customers_touched.delay
+    original = tasks.customers_touched.apply_async
 
-    def spy(ids):
-        result = original(ids)
-        results.append((ids, result))
+    def spy(args, **options):
+        result = original(args, **options)
+        results.append((args[0], result))
         return result
 
-    monkeypatch.setattr(tasks.customers_touched, "delay", spy)
+    monkeypatch.setattr(tasks.customers_touched, "apply_async", spy)
     body = {"batch": [message(userId="w1"), message(userId="w2"), message(userId="w1")]}
     request = urllib.request.Request(
         f"{live_server.url}/v1/batch",
