@@ -82,6 +82,9 @@ CDP_AUDIT_KEY = decode_key("CDP_AUDIT_KEY", _secret("CDP_AUDIT_KEY"))
 # on how long another process may still read a subject whose key was just destroyed.
 CDP_DEK_CACHE_SIZE = env_int("CDP_DEK_CACHE_SIZE", 10_000, minimum=0)
 CDP_DEK_CACHE_SECONDS = env_int("CDP_DEK_CACHE_SECONDS", 60, minimum=0)
+# Erasure's residue scan reads tables up to this many (estimated) rows in full; larger ones are
+# probed through their indexes and their other columns left to the residue sweep (privacy).
+CDP_RESIDUE_SCAN_FULL_MAX_ROWS = env_int("CDP_RESIDUE_SCAN_FULL_MAX_ROWS", 1_000, minimum=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

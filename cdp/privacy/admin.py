@@ -30,6 +30,7 @@ from cdp.privacy.models import (
     Regime,
     Regulation,
     RequestType,
+    ResidueSweep,
     SubjectKind,
     VerificationMethod,
 )
@@ -218,7 +219,8 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         )
         return format_html(
             "<div>Deleted: {}</div><div>Kept: {}</div><div>Scan: {} tables, {} columns, {}</div>"
-            "<div>Found only in exceptions: {}</div><div>Keys shredded: {}, suppressions: {}</div>",
+            "<div>Found only in exceptions: {}</div><div>Keys shredded: {}, suppressions: {}</div>"
+            "{}",
             deleted,
             kept or "nothing",
             cert.scan["tables_scanned"],
@@ -227,6 +229,31 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
             exceptions or "none",
             cert.keys_shredded,
             cert.suppressions,
+            self._sweep_summary(cert),
+        )
+
+    def _sweep_summary(self, cert: ErasureCertificate) -> str:
+        """Which columns the erasure left to the residue sweep, and what the sweep found."""
+        deferred = cert.scan.get("deferred") or []
+        if not deferred:
+            return ""
+        columns = "; ".join(f"{d['table']} ({', '.join(d['columns'])})" for d in deferred)
+        if cert.sweep is None:
+            outcome = format_html('<strong class="dsr-sweep-pending">sweep pending</strong>')
+        else:
+            outcome = format_html(
+                '<a class="dsr-sweep" href="{}">{}</a>: {}',
+                reverse("admin:privacy_residuesweep_change", args=[cert.sweep_id]),
+                cert.sweep,
+                "clean" if cert.sweep.clean else "RESIDUE (request failed)",
+            )
+        return format_html(
+            "<div>Verified at once: {} columns through indexes, {} tables read in full; "
+            "left to the residue sweep: {} - {}</div>",
+            cert.scan.get("columns_probed", 0),
+            cert.scan.get("tables_read", 0),
+            columns,
+            outcome,
         )
 
     # --- actions --------------------------------------------------------------------------------
@@ -455,6 +482,80 @@ class RegulationAdmin(admin.ModelAdmin):
         "finished_at",
     )
     fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ResidueSweep)
+class ResidueSweepAdmin(admin.ModelAdmin):
+    """Deferred residue sweeps: which erasures each covered, what it read, what it found."""
+
+    list_display = (
+        "id",
+        "started_at",
+        "finished_at",
+        "erasures",
+        "tables_scanned",
+        "columns_scanned",
+        "outcome",
+    )
+    list_filter = ("clean",)
+    readonly_fields = (
+        "id",
+        "started_at",
+        "finished_at",
+        "actor",
+        "tables_scanned",
+        "columns_scanned",
+        "clean",
+        "residue",
+        "exceptions",
+        "covered_requests",
+        "signature_valid",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="erasures")
+    def erasures(self, obj: ResidueSweep) -> int:
+        return len(obj.covered)
+
+    @admin.display(description="outcome", ordering="clean")
+    def outcome(self, obj: ResidueSweep) -> str:
+        if obj.clean:
+            return "clean"
+        return format_html(
+            '<strong style="color:#ba2121">residue in {} column(s)</strong>', len(obj.residue)
+        )
+
+    @admin.display(description="requests covered")
+    def covered_requests(self, obj: ResidueSweep) -> str:
+        return (
+            format_html_join(
+                " ",
+                '<a href="{}">{}</a>',
+                (
+                    (
+                        reverse("admin:privacy_datasubjectrequest_change", args=[r]),
+                        f"DSR-{r[:8].upper()}",
+                    )
+                    for r in obj.covered
+                ),
+            )
+            or "-"
+        )
+
+    @admin.display(description="signature valid", boolean=True)
+    def signature_valid(self, obj: ResidueSweep) -> bool:
+        from cdp.privacy.sweep import sweep_verify
+
+        return sweep_verify(obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -188,6 +188,10 @@ def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCe
     """Erase the request's subject, scan for residue and issue the certificate, in one
     transaction (the scan sees the deletions; a failure leaves everything as it was).
 
+    The scan is targeted (`residue_scan` with CDP_RESIDUE_SCAN_FULL_MAX_ROWS): indexes answer
+    for large tables, small tables are read in full, and the columns of large tables that only a
+    full read could search are left to the residue sweep (`cdp.privacy.sweep`), which the
+    certificate states (`scan.deferred`, `sweep_due`) and which may still fail the request.
     The request completes when the scan is clean, and fails (certificate kept) when residue is
     found outside the declared exceptions. An unknown subject completes with a report saying so;
     its identifier is still suppressed when the request asks for suppression.
@@ -207,7 +211,11 @@ def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCe
             identifiers.add((request.subject_kind, bytes(request.subject_index)))
         outcome = erase_customers(ids, identifiers, suppress=request.suppress)
         scan_ids = ids or ([request.customer_id] if request.customer_id else [])
-        scan = residue_scan(scan_ids, [v for _, v in identifiers])
+        scan = residue_scan(
+            scan_ids,
+            [v for _, v in identifiers],
+            full_read_max_rows=settings.CDP_RESIDUE_SCAN_FULL_MAX_ROWS,
+        )
         ErasureJournal.objects.create(
             request=request,
             customer_ids=ids,
@@ -222,6 +230,7 @@ def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCe
             clean=scan.clean,
             keys_shredded=outcome.keys_shredded,
             suppressions=outcome.suppressions,
+            sweep_due=bool(scan.deferred),
         )
         cert.signature = _certificate_signature(_certificate_content(cert))
         cert.save(force_insert=True)
@@ -238,6 +247,7 @@ def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCe
             "rows_deleted": sum(outcome.deleted.values()),
             "certificate": str(cert.id),
             "scan_clean": scan.clean,
+            **({"sweep": "pending"} if scan.deferred else {}),
             "recipients_notified": notified,
             **({} if found else {"message": "the platform holds no data on this subject"}),
         }

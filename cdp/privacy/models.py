@@ -239,8 +239,43 @@ class ExportPackage(models.Model):
         return f"package {str(self.id)[:8]}"
 
 
+class ResidueSweep(models.Model):
+    """One deferred residue sweep: every table read once for every erasure it covers.
+
+    An erasure verifies at once what an index answers and what small tables hold; the columns
+    it could only verify by reading a large table (unindexed ids, text, JSON) are left to the
+    next sweep, which searches them for the ids and blind indexes of all erasures completed
+    since the last one. `covered` lists the requests (signed with the rest); residue names the
+    table, the column, the row count and the requests whose subject was found, never a value.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    covered = models.JSONField(default=list, help_text="Ids of the erasure requests covered.")
+    tables_scanned = models.PositiveIntegerField(default=0)
+    columns_scanned = models.PositiveIntegerField(default=0)
+    residue = models.JSONField(default=list)
+    exceptions = models.JSONField(default=list)
+    clean = models.BooleanField()
+    actor = models.CharField(max_length=200)
+    signature = models.CharField(max_length=64, help_text="HMAC of the sweep's content.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"residue sweep {str(self.id)[:8]}"
+
+
 class ErasureCertificate(models.Model):
-    """What an erasure deleted per table, what it kept and why, and the residue scan's result."""
+    """What an erasure deleted per table, what it kept and why, and the residue scan's result.
+
+    `sweep_due` and `sweep` are outside the signed content: the certificate states which
+    columns were left to the residue sweep; the sweep that covered them is linked here later
+    and carries its own signature.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     request = models.OneToOneField(
@@ -254,6 +289,17 @@ class ErasureCertificate(models.Model):
     keys_shredded = models.PositiveIntegerField(default=0)
     suppressions = models.PositiveIntegerField(default=0)
     signature = models.CharField(max_length=64, help_text="HMAC of the certificate's content.")
+    sweep_due = models.BooleanField(
+        default=False, help_text="Columns were left to the residue sweep (see scan.deferred)."
+    )
+    sweep = models.ForeignKey(
+        ResidueSweep,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="certificates",
+        help_text="The residue sweep that searched the deferred columns.",
+    )
 
     class Meta:
         default_permissions = ("view",)

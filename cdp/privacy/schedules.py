@@ -11,4 +11,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 600.0,
         "options": {"expires": 590},
     },
+    "privacy-residue-sweep": {
+        "task": "cdp.privacy.tasks.residue_sweep",
+        # Every fifteen minutes: the columns an erasure left to the sweep (large tables' text,
+        # JSON and unindexed ids) are searched for all erasures since the last sweep. A sweep
+        # with nothing to cover costs one query.
+        "schedule": 900.0,
+        "options": {"expires": 890},
+    },
 }

@@ -23,3 +23,12 @@ def regulation_execute(regulation_id: str) -> str | None:
 
     regulation = execute(regulation_id=uuid.UUID(regulation_id))
     return None if regulation is None else regulation.status
+
+
+@shared_task(name="cdp.privacy.tasks.residue_sweep")
+def residue_sweep() -> str | None:
+    """Scheduled (see cdp.privacy.schedules): the deferred residue sweep of recent erasures."""
+    from cdp.privacy.sweep import residue_sweep_run
+
+    sweep = residue_sweep_run()
+    return None if sweep is None else str(sweep.id)
