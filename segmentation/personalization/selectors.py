@@ -183,6 +183,96 @@ def recommendation_serving_state(
     )
 
 
+@dataclass(frozen=True)
+class DecisionState:
+    """What the decision endpoint needs about one existing customer, and the active rules."""
+
+    allowed: bool
+    scores: dict[str, float]
+    segments: set[uuid.UUID]
+    rules: list[PersonalizationRule]
+    experiment_running: bool
+
+
+_RULE_FIELDS = (
+    "id",
+    "name",
+    "priority",
+    "segment_id",
+    "score_kind",
+    "score_op",
+    "score_threshold",
+    "offer_key",
+    "is_active",
+)
+
+
+@functools.cache
+def _decision_sql(using: str) -> tuple[str, tuple[Any, ...], ConsentGate]:
+    from cdp.profiles.models import Customer
+    from segmentation.segments.models import Segment, SegmentMembership
+
+    gate = consent_gate("personalization", using)
+    columns = {f.attname: f.column for f in PersonalizationRule._meta.concrete_fields}
+    rule_columns = ", ".join(f'r."{columns[name]}"' for name in _RULE_FIELDS)
+    sql = f"""
+        SELECT EXISTS({gate.sql}),
+               ARRAY(SELECT s.kind FROM "{CustomerScore._meta.db_table}" s
+                     WHERE s.customer_id = c.id ORDER BY s.kind),
+               ARRAY(SELECT s.score FROM "{CustomerScore._meta.db_table}" s
+                     WHERE s.customer_id = c.id ORDER BY s.kind),
+               ARRAY(SELECT m.segment_id FROM "{SegmentMembership._meta.db_table}" m
+                     WHERE m.customer_id = c.id AND m.left_at IS NULL),
+               EXISTS(SELECT 1 FROM "{Variant._meta.db_table}" v
+                      JOIN "{Experiment._meta.db_table}" e ON e.id = v.experiment_id
+                      WHERE e.target = %s AND e.status = %s),
+               (SELECT json_agg(json_build_array({rule_columns}, g.name)
+                                ORDER BY r.priority, r.id)
+                FROM "{PersonalizationRule._meta.db_table}" r
+                LEFT JOIN "{Segment._meta.db_table}" g ON g.id = r.segment_id
+                WHERE r.is_active)::text
+        FROM "{Customer._meta.db_table}" c
+        WHERE c.id = %s
+    """  # noqa: S608
+    params = (str(ExperimentTarget.DECISION), str(ExperimentStatus.RUNNING))
+    return sql, params, gate
+
+
+def decision_state(
+    customer_id: uuid.UUID, *, now: dt.datetime | None = None
+) -> DecisionState | None:
+    """One statement: consent now, the customer's scores and open segment memberships, the
+    active rules by priority (with their segment's name, for the reasons) and whether a decision
+    experiment is running. None for an unknown customer."""
+    from django.utils import timezone
+
+    from segmentation.segments.models import Segment
+
+    using = router.db_for_read(PersonalizationRule)
+    sql, params, gate = _decision_sql(using)
+    bound = [*gate.bind(customer_id, now or timezone.now()), *params, customer_id]
+    row = prepared_fetchone(using, "decision", sql, bound)
+    if row is None:
+        return None
+    allowed, kinds, scores, segments, experiment_running, rules_json = row
+    rules = []
+    for values in orjson.loads(rules_json) if rules_json else []:
+        *fields, segment_name = values
+        if fields[3] is not None:
+            fields[3] = uuid.UUID(fields[3])
+        rule = PersonalizationRule.from_db(using, _RULE_FIELDS, fields)
+        if rule.segment_id is not None:
+            rule.segment = Segment.from_db(using, ("id", "name"), (rule.segment_id, segment_name))
+        rules.append(rule)
+    return DecisionState(
+        allowed=bool(allowed),
+        scores=dict(zip(kinds, scores, strict=True)),
+        segments=set(segments),
+        rules=rules,
+        experiment_running=bool(experiment_running),
+    )
+
+
 def order_rows(purpose: str) -> list[tuple[uuid.UUID, dt.datetime, float]]:
     """(customer, order time, order value) per order of allowed customers: distinct
     (customer, properties.order_id) among "Order Completed" events (the event id when the order

@@ -390,15 +390,6 @@ def _personalization_not_allowed() -> ApplicationError:
     )
 
 
-def _require_personalization(customer_id: uuid.UUID) -> None:
-    from cdp.profiles.models import Customer
-
-    if not Customer.objects.filter(pk=customer_id).exists():
-        raise _customer_not_found()
-    if not selectors.customer_allowed(customer_id, "personalization"):
-        raise _personalization_not_allowed()
-
-
 def _running_experiment(target: str) -> tuple[Experiment, list[Variant]] | None:
     """The oldest running experiment on `target` with its variants, in one query."""
     variants = list(
@@ -509,23 +500,26 @@ def rule_matches(
 
 def decision_make(*, customer_id: uuid.UUID) -> dict[str, Any]:
     """The first active rule (by priority, then id) the customer matches, its offer key and why;
-    403 without the personalization purpose. A running decision experiment can override the
-    offer ({"offer_key": ...}) and its holdout gets no offer."""
-    _require_personalization(customer_id)
-    scores = selectors.customer_scores(customer_id)
-    segments = selectors.customer_segment_ids(customer_id)
+    404 for an unknown customer, 403 without the personalization purpose. A running decision
+    experiment can override the offer ({"offer_key": ...}) and its holdout gets no offer. One
+    statement reads consent, scores, segments, rules and whether an experiment runs; only a
+    running experiment adds its own queries."""
+    state = selectors.decision_state(customer_id)
+    if state is None:
+        raise _customer_not_found()
+    if not state.allowed:
+        raise _personalization_not_allowed()
     matched = None
     why: list[str] = []
-    rules = PersonalizationRule.objects.filter(is_active=True).select_related("segment")
-    for rule in rules.order_by("priority", "id"):
-        ok, reasons = rule_matches(rule, scores=scores, segments=segments)
+    for rule in state.rules:
+        ok, reasons = rule_matches(rule, scores=state.scores, segments=state.segments)
         if ok:
             matched, why = rule, reasons
             break
     offer = matched.offer_key if matched else None
     if matched is None:
         why = ["no active rule matched"]
-    running = _running_experiment(ExperimentTarget.DECISION)
+    running = _running_experiment(ExperimentTarget.DECISION) if state.experiment_running else None
     experiment = running[0] if running else None
     variant = None
     if running is not None:

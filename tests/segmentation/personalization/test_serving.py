@@ -120,12 +120,13 @@ def test_cold_start_without_any_run_gets_an_empty_list(client):
     assert response.json()["items"] == [] and response.json()["model_run"] is None
 
 
+@pytest.mark.parametrize("endpoint", ["recommendations", "decision"])
 @pytest.mark.parametrize("change", ["withdraw", "restrict", "purpose_off"])
-def test_a_change_applies_to_the_very_next_request(client, change):
+def test_a_change_applies_to_the_very_next_request(client, change, endpoint):
     who = customer()
     grant([who], "personalization")
     _, token = api_token_create(name="shop", scopes=["personalization:read"], actor="system")
-    url = f"/api/v1/customers/{who.pk}/recommendations"
+    url = f"/api/v1/customers/{who.pk}/{endpoint}"
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     assert client.get(url, **headers).status_code == 200
 
@@ -139,3 +140,53 @@ def test_a_change_applies_to_the_very_next_request(client, change):
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "personalization_not_allowed"
+
+
+def test_decision_state_reads_scores_segments_and_active_rules_in_order():
+    from segmentation.personalization.models import CustomerScore, PersonalizationRule
+    from segmentation.segments.models import SegmentMembership
+    from tests.segmentation.segments.conftest import segment
+
+    now = timezone.now()
+    who = customer()
+    grant([who], "personalization")
+    vip = segment({"field": "country", "op": "eq", "value": "DE"}, purpose="personalization")
+    gone = segment({"field": "country", "op": "eq", "value": "FR"}, purpose="personalization")
+    SegmentMembership.objects.create(segment=vip, customer=who, entered_at=now)
+    SegmentMembership.objects.create(segment=gone, customer=who, entered_at=now, left_at=now)
+    score = 0.1234567890123456
+    CustomerScore.objects.create(customer=who, kind="churn", score=score, scored_at=now)
+    late = PersonalizationRule.objects.create(name="Late", priority=50, offer_key="B")
+    first = PersonalizationRule.objects.create(
+        name="VIP",
+        priority=10,
+        offer_key="A",
+        segment=vip,
+        score_kind="churn",
+        score_op="gte",
+        score_threshold=score,
+    )
+    PersonalizationRule.objects.create(name="Off", priority=1, offer_key="C", is_active=False)
+
+    state = selectors.decision_state(who.pk)
+
+    assert state.allowed is True and state.experiment_running is False
+    assert state.scores == {"churn": score}  # exact: no decimal round trip
+    assert state.segments == {vip.pk}
+    assert [r.pk for r in state.rules] == [first.pk, late.pk]
+    rule = state.rules[0]
+    assert (rule.segment_id, str(rule.segment), rule.score_threshold) == (vip.pk, vip.name, score)
+    assert (rule.score_kind, rule.score_op, rule.offer_key) == ("churn", "gte", "A")
+    assert selectors.decision_state(uuid.uuid4()) is None
+
+
+def test_decision_hot_path_is_two_queries(client, django_assert_num_queries):
+    who = customer()
+    grant([who], "personalization")
+    _, token = api_token_create(name="shop", scopes=["personalization:read"], actor="system")
+    url = f"/api/v1/customers/{who.pk}/decision"
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    client.get(url, **headers)  # the token's last-used stamp is written once
+
+    with django_assert_num_queries(2):  # token; consent, scores, segments, rules in one
+        assert client.get(url, **headers).status_code == 200
