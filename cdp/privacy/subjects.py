@@ -328,6 +328,7 @@ def residue_scan(
     `tables` restricts the scan (tests). Hits in tables declared RETAIN are reported as
     exceptions, every other hit is residue.
     """
+    import psycopg
     from django.db import DatabaseError, transaction
 
     ids = list(customer_ids)
@@ -338,7 +339,7 @@ def residue_scan(
     try:
         with transaction.atomic():  # a savepoint: a stale catalogue must not abort the caller
             return _scan(catalog, ids, blobs, set(tables), full_read_max_rows)
-    except DatabaseError:
+    except (DatabaseError, psycopg.Error):
         scan_catalog_forget()  # a column or table went since the catalogue was read
         return _scan(scan_catalog(), ids, blobs, set(tables), full_read_max_rows)
 
