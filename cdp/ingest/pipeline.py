@@ -191,13 +191,15 @@ def _payload_bytes(raw: dict[str, Any]) -> bytes:
         return _PAYLOAD.to_bytes(raw)
 
 
-def _seal_payload(customer_id: uuid.UUID, row_id: uuid.UUID, plaintext: bytes) -> bytes:
+def _seal_payload(
+    customer_id: uuid.UUID, row_id: uuid.UUID, plaintext: bytes, nonce: bytes
+) -> bytes:
     """The ciphertext `Event.payload` stores: exactly what `EncryptedField.seal` makes (the
     subject's data key, associated data binding header, table, column, subject and row), for
-    bytes already serialised once."""
+    bytes already serialised once; `nonce` is one of the batch's `aead.nonces`."""
     key = cached_key(customer_id) or subject_key_get_or_create(customer_id)
     aad = key.aad_prefix(_PAYLOAD.where) + row_id.bytes
-    return aead.seal(key.cipher, key.header, plaintext, aad)
+    return aead.seal_with_nonce(key.cipher, key.header, nonce, plaintext, aad)
 
 
 _PAYLOAD = Event._meta.get_field("payload")
@@ -232,7 +234,10 @@ def _event_rows(
     subject_keys_load({customer_of[m.index] for m in messages})
     rows = []
     source_id = source.id
-    for message, row_id in zip(messages, _time_ordered_uuids(len(messages)), strict=True):
+    count = len(messages)
+    for message, row_id, nonce in zip(
+        messages, _time_ordered_uuids(count), aead.nonces(count), strict=True
+    ):
         customer_id = customer_of[message.index]
         properties = message.properties
         currency = properties.get("currency")
@@ -254,7 +259,7 @@ def _event_rows(
                 currency.upper()[:3] if isinstance(currency, str) else "",
                 _text(product, 255),
                 non_personal_properties(properties, table),
-                _seal_payload(customer_id, row_id, _payload_bytes(message.raw)),
+                _seal_payload(customer_id, row_id, _payload_bytes(message.raw), nonce),
             )
         )
     return rows

@@ -252,3 +252,22 @@ def test_garbage_collection_is_paused_during_a_request_and_catches_up_after(post
     assert gc.isenabled()
     gc.collect(0)
     assert seen[1]() is None
+
+
+def test_each_stored_payload_has_its_own_nonce_and_decrypts_to_its_message(post):
+    """The batch draws its payload nonces from one read of the system generator: every event
+    still gets a distinct one, in the stored format the encrypted field reads."""
+    from django.db import connection
+
+    from cdp.crypto import aead
+
+    batch = [message(userId=f"nonce-{n % 3}", properties={"n": n}) for n in range(40)]
+    assert post("batch", {"batch": batch}).json()["accepted"] == 40
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT payload FROM ingest_event")
+        blobs = [bytes(row[0]) for row in cursor.fetchall()]
+    nonces = {blob[aead.HEADER_BYTES : aead.HEADER_BYTES + aead.NONCE_BYTES] for blob in blobs}
+    assert len(blobs) == len(nonces) == 40
+    stored = {e.message_id: e.payload for e in Event.objects.all()}
+    assert all(stored[m["messageId"]] == m for m in batch)
