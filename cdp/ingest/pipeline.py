@@ -230,8 +230,8 @@ def _event_rows(
     received_at: dt.datetime,
     table: Classes,
 ) -> list[tuple[Any, ...]]:
-    """The batch's `ingest_event` rows, in `_COPY_COLUMNS` order (properties as a dict)."""
-    subject_keys_load({customer_of[m.index] for m in messages})
+    """The batch's `ingest_event` rows, in `_COPY` column order (properties as a dict). The
+    customers' data keys were loaded for the batch (`_seal_payload` reads any that expired)."""
     rows = []
     source_id = source.id
     count = len(messages)
@@ -485,15 +485,15 @@ def _events_ingest(
         merges = merges_apply(plan.merges, actor=actor)
         if merges:
             merges_respect_consent(merges, actor=actor)
-        customer_of = {
-            key: next((m.into_customer_id for m in merges if m.from_customer_id == cid), cid)
-            for key, cid in plan.customer_of.items()
-        }
+        customer_of = plan.customer_of
+        if merges:
+            into = {m.from_customer_id: m.into_customer_id for m in merges}
+            customer_of = {key: into.get(cid, cid) for key, cid in customer_of.items()}
+        touched = set(customer_of.values())
         # Every data key the batch needs (profile updates, payloads), in one query for those
         # this worker does not hold yet.
-        subject_keys_load(set(customer_of.values()))
+        subject_keys_load(touched)
         profile_updates_apply(updates)
-        touched = set(customer_of.values())
         # One read of the customers' status, jurisdiction and consent states serves both the
         # consent carried in the messages and the analytics decision below.
         held = batch_consent_read(touched)
