@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.models.expressions import RawSQL
@@ -24,15 +24,15 @@ from cdp.profiles.resolution import raw_cursor
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class HeldState:
-    """A stored consent decision, as much of it as the consent rule reads."""
+class HeldState(NamedTuple):
+    """A stored consent decision, as much of it as the consent rule reads (a tuple: a batch
+    reads one per customer and purpose)."""
 
     granted: bool
     expires_at: dt.datetime | None
 
 
-@dataclass
+@dataclass(slots=True)
 class HeldCustomer:
     """A customer's status, jurisdiction and consent states (by purpose code)."""
 
