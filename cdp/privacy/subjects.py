@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.apps import apps
@@ -147,11 +147,19 @@ class ScanColumn:
 
 @dataclass(frozen=True)
 class ScanTable:
-    """A base table (a partitioned one through its parent) and its estimated row count."""
+    """A base table (a partitioned one through its parent): its columns, its size in pages
+    and how many rows a page holds, as the planner would estimate them."""
 
     name: str
     columns: tuple[ScanColumn, ...]
-    rows: int
+    pages: int
+    density: float
+
+    @property
+    def rows(self) -> int:
+        """Estimated rows: the planner's density times the current size. Dead rows count:
+        a full read pays for them."""
+        return int(self.density * self.pages)
 
 
 @dataclass
@@ -160,6 +168,7 @@ class ScanResult:
     columns: int = 0
     probed: int = 0
     read: int = 0
+    empty: int = 0
     full_read_max_rows: int | None = None
     residue: list[dict[str, Any]] = field(default_factory=list)
     exceptions: list[dict[str, Any]] = field(default_factory=list)
@@ -188,6 +197,7 @@ class ScanResult:
                 full_read_max_rows=self.full_read_max_rows,
                 columns_probed=self.probed,
                 tables_read=self.read,
+                tables_empty=self.empty,
                 deferred_columns=self.deferred_columns,
                 deferred=self.deferred,
                 deferred_to="residue sweep" if self.deferred else None,
@@ -222,40 +232,50 @@ ORDER BY r.relname, a.attnum
 """
 
 
-def _estimated_rows(pages: int, tuples: float, size: int, block: int, lengths: list[int]) -> int:
-    """Rows as the planner estimates them: its density (reltuples / relpages) times the current
-    size; a table never analysed gets a density from its column widths (the planner's 32
-    bytes for a variable-width value). Dead rows count: a full read pays for them."""
+def _density(pages: int, tuples: float, block: int, lengths: list[int]) -> float:
+    """Rows per page as the planner estimates them: reltuples / relpages once analysed; else
+    from the column widths (the planner's 32 bytes for a variable-width value)."""
     if pages > 0 and tuples >= 0:
-        density = tuples / pages
-    else:
-        density = block / (24 + sum(n if n > 0 else 32 for n in lengths))
-    return int(density * size / block)
+        return tuples / pages
+    return block / (24 + sum(n if n > 0 else 32 for n in lengths))
 
 
 # The catalogue read costs a few milliseconds, as much as the probes of an erasure: it is kept
-# per process and database for CATALOG_SECONDS (row estimates may be that old), and read again
-# at once when the schema's relations change (a table or an index created, dropped, altered:
-# their pg_class rows are new or rewritten, so the count, the highest oid or the xmin sum moves).
+# per process and database for CATALOG_SECONDS, and read again at once when the schema's
+# relations change (a table or an index created, dropped, altered: their pg_class rows are new
+# or rewritten, so the count, the highest oid or the xmin sum moves). A renamed or dropped
+# column is caught when the scan fails (`residue_scan` reads the catalogue again). Sizes are
+# always read fresh, with the fingerprint, in one cheap query.
 CATALOG_SECONDS = 60.0
-_FINGERPRINT = """
-SELECT count(*), coalesce(max(c.oid::int8), 0), coalesce(sum(c.xmin::text::int8), 0)
+_SIZES = """
+SELECT c.relname, c.oid::int8, c.xmin::text::int8,
+    CASE c.relkind WHEN 'r' THEN pg_relation_size(c.oid) WHEN 'p' THEN (
+        SELECT coalesce(sum(pg_relation_size(tree.relid)), 0)
+        FROM pg_partition_tree(c.oid) AS tree WHERE tree.isleaf
+    ) END,
+    current_setting('block_size')::int
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()
 """
-_catalog_cache: dict[str, tuple[float, tuple[Any, ...], list[ScanTable]]] = {}
+_catalog_cache: dict[str, tuple[float, tuple[int, int, int], list[ScanTable]]] = {}
 
 
 def scan_catalog_cached() -> tuple[list[ScanTable], bool]:
-    """`scan_catalog()`, from the process cache when the schema has not changed; the flag says
-    whether it came from the cache (a caller that hits a since-dropped column reads again)."""
+    """`scan_catalog()`, from the process cache when the schema has not changed, with sizes
+    read now; the flag says whether the columns came from the cache."""
     with connection.cursor() as cursor:
-        cursor.execute(_FINGERPRINT)
-        fingerprint = tuple(cursor.fetchone() or ())
+        cursor.execute(_SIZES)
+        relations = cursor.fetchall()
+    fingerprint = (
+        len(relations),
+        max((r[1] for r in relations), default=0),
+        sum(r[2] for r in relations),
+    )
     key = f"{connection.alias}:{connection.settings_dict['NAME']}"
     cached = _catalog_cache.get(key)
     now = time.monotonic()
     if cached is not None and cached[1] == fingerprint and now - cached[0] < CATALOG_SECONDS:
-        return cached[2], True
+        pages = {r[0]: int(r[3] or 0) // r[4] for r in relations}
+        return [replace(t, pages=pages.get(t.name, t.pages)) for t in cached[2]], True
     tables = scan_catalog()
     _catalog_cache[key] = (now, fingerprint, tables)
     return tables, False
@@ -287,8 +307,8 @@ def scan_catalog() -> list[ScanTable]:
             continue  # too short to hold an id (currency codes, statuses, kinds)
         columns.append(ScanColumn(name, kind, bool(indexed)))
     return [
-        ScanTable(name, tuple(columns), _estimated_rows(*sizes, lengths))
-        for name, (columns, lengths, sizes) in tables.items()
+        ScanTable(name, tuple(columns), size // block, _density(pages, tuples, block, lengths))
+        for name, (columns, lengths, (pages, tuples, size, block)) in tables.items()
         if columns
     ]
 
@@ -367,6 +387,11 @@ def _scan(
             continue
         columns = [c for c in table.columns if searchable(c)]
         if not columns:
+            continue
+        if table.pages == 0:  # no page, no row: nothing to read (sizes are read fresh)
+            result.tables += 1
+            result.columns += len(columns)
+            result.empty += 1
             continue
         source = _quote(table.name)  # an identifier from the catalogue, quoted; values are bound
         position = len(plans)
