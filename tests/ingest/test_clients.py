@@ -8,6 +8,7 @@ every table finds no plaintext e-mail, phone, name or IP address.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import subprocess
 import sys
@@ -201,18 +202,32 @@ def _segment_23_python() -> Path | None:
     key only in the body, no Authorization header); None when it cannot be built here."""
     venv = BASE_DIR / "var" / "test-venvs" / f"segment-{SEGMENT_23}"
     python = venv / "bin" / "python"
-    if python.exists():
-        return python
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"segment-analytics-python=={SEGMENT_23}"],
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-    except (subprocess.SubprocessError, OSError):
-        return None
+    done = venv / ".installed"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel test workers build it once: the others wait on the lock, then find it done
+    # (the python binary exists before pip has installed the package into it).
+    with open(venv.parent / f"segment-{SEGMENT_23}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return python
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+            subprocess.run(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    f"segment-analytics-python=={SEGMENT_23}",
+                ],
+                check=True,
+                timeout=300,
+                capture_output=True,
+            )
+        except (subprocess.SubprocessError, OSError):
+            return None
+        done.touch()
     return python
 
 
