@@ -65,6 +65,8 @@ _MESSAGE_LOCKS = 0x1D6E
 _IDENTITY_LOCKS = 0x1D6F
 _AMOUNT_KEYS = ("revenue", "total", "value", "price", "amount")
 _AMOUNT_LIMIT = Decimal("1e14")
+_AMOUNT_QUANTUM = Decimal("0.0001")
+_AMOUNT_TYPES = (int, float, str)
 
 
 @dataclass
@@ -148,15 +150,18 @@ def _identity_claim(message: Message, identifiers: _Identifiers) -> Claim:
 
 
 def _amount(properties: dict[str, Any]) -> Decimal | None:
+    if not properties:
+        return None
     for key in _AMOUNT_KEYS:
         value = properties.get(key)
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            try:
-                number = Decimal(str(value))
-            except InvalidOperation:
-                continue
-            if number.is_finite() and abs(number) < _AMOUNT_LIMIT:
-                return number.quantize(Decimal("0.0001"))
+        if value is None or value.__class__ is bool or not isinstance(value, _AMOUNT_TYPES):
+            continue
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            continue
+        if number.is_finite() and abs(number) < _AMOUNT_LIMIT:
+            return number.quantize(_AMOUNT_QUANTUM)
     return None
 
 
