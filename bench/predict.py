@@ -15,6 +15,10 @@
     (default 2,000) with the personalization purpose and their precomputed lists from the Online
     Retail model (a tenth are cold starts: popularity fallback). Each request authenticates a
     token, checks consent, looks up the run, experiments and the list. Target p95 < 50 ms.
+    Also printed: CPU per request of the gunicorn workers, the bench database's PostgreSQL
+    backends and the client threads (all share this machine's cores). BENCH_WORKERS,
+    BENCH_WORKER_THREADS and BENCH_WORKER_CLASS change the gunicorn shape (docker-compose runs
+    `sync` with 3 workers: BENCH_WORKER_CLASS=sync BENCH_WORKERS=3 BENCH_WORKER_THREADS=1).
     BENCH_HTTP=0 skips the HTTP part. BENCH_ONLY=serving runs only (c), on an item-to-item model
     fitted on the same purchases (no quality evaluation, no scoring).
 """
@@ -60,6 +64,7 @@ THREADS = 8
 K = 10
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 WORKER_THREADS = int(os.environ.get("BENCH_WORKER_THREADS", "4"))
+WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
 
 
 def load_lines():
@@ -348,7 +353,7 @@ def http_serving(rec) -> tuple[float, float]:
             "--threads",
             str(WORKER_THREADS),
             "--worker-class",
-            "gthread",
+            WORKER_CLASS,
             "--bind",
             f"127.0.0.1:{port}",
             "--log-level",
@@ -416,8 +421,8 @@ def http_serving(rec) -> tuple[float, float]:
         p50, p95 = percentiles(latencies)
         n = len(latencies)
         print(
-            f"recommend serving (HTTP, gunicorn {WORKERS}x{WORKER_THREADS} threads, {THREADS} "
-            f"clients, {n:,} requests): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+            f"recommend serving (HTTP, gunicorn {WORKER_CLASS} {WORKERS}x{WORKER_THREADS}, "
+            f"{THREADS} clients, {n:,} requests): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
             f"{n / elapsed:,.0f} requests/s, machine load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
             flush=True,
