@@ -77,12 +77,13 @@ def batch_consent_read(customer_ids: Collection[uuid.UUID]) -> BatchConsent:
     if ids:
         with raw_cursor() as cursor:
             cursor.execute(_HELD, [ids])
-            for n, status, jurisdiction, code, granted, expires_at in cursor:
-                held = by_position.get(n)
-                if held is None:
-                    held = by_position[n] = HeldCustomer(status, jurisdiction, {})
-                if code is not None:
-                    held.states[code] = HeldState(granted, expires_at)
+            rows = cursor.fetchall()  # loaded in one call; iterating the cursor is per row
+        for n, status, jurisdiction, code, granted, expires_at in rows:
+            held = by_position.get(n)
+            if held is None:
+                held = by_position[n] = HeldCustomer(status, jurisdiction, {})
+            if code is not None:
+                held.states[code] = HeldState(granted, expires_at)
     return BatchConsent({ids[n - 1]: held for n, held in by_position.items()})
 
 
@@ -179,12 +180,24 @@ def consent_from_messages(
                 states.setdefault(customer_id, {})[code] = HeldState(granted, None)
     changed: dict[uuid.UUID, Message] = {}
     none: dict[str, HeldState] = {}
+    # The purposes each distinct set of preferences asks for (a batch's messages mostly carry
+    # the same few), computed once per set.
+    asked: dict[Any, dict[str, bool]] = {}
     for customer_id, message in latest.items():
-        wanted: dict[str, bool] = {}
-        for name, value in message.context["consent"]["categoryPreferences"].items():
-            if isinstance(value, bool):
-                for code in mapping.get(str(name).strip().lower(), []):
-                    wanted[code] = wanted.get(code, True) and value
+        preferences = message.context["consent"]["categoryPreferences"]
+        try:
+            memo_key: Any = tuple(preferences.items())
+            wanted = asked.get(memo_key)
+        except TypeError:  # an unhashable value (ignored below, as it is not a bool)
+            memo_key, wanted = None, None
+        if wanted is None:
+            wanted = {}
+            for name, value in preferences.items():
+                if isinstance(value, bool):
+                    for code in mapping.get(str(name).strip().lower(), []):
+                        wanted[code] = wanted.get(code, True) and value
+            if memo_key is not None:
+                asked[memo_key] = wanted
         own = states.get(customer_id, none)
         for code, granted in wanted.items():
             state = own.get(code)
