@@ -181,3 +181,30 @@ def test_a_failed_chunk_leaves_no_work_tables_and_the_old_features():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'seg\\_%'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_a_rerun_inserts_new_customers_and_updates_known_ones():
+    ids = population(10)
+    features_compute(actor="test", as_of=AS_OF)
+    from cdp.profiles.services import customer_create
+
+    newcomers = [customer_create(actor="test", country="GB").id for _ in range(3)]
+    grant_profiling(newcomers)
+
+    run = features_compute(actor="test", as_of=AS_OF + dt.timedelta(days=1))
+
+    assert run.customers == 13 and run.removed == 0
+    rows = CustomerFeatures.objects.all()
+    assert {f.customer_id for f in rows} == set(ids) | set(newcomers)
+    assert {f.feature_run_id for f in rows} == {run.pk}
+    assert {f.as_of for f in rows} == {AS_OF + dt.timedelta(days=1)}
+
+
+def test_deleting_a_feature_run_keeps_its_rows_without_the_reference():
+    population(5)
+    run = features_compute(actor="test", as_of=AS_OF)
+
+    FeatureRun.objects.filter(pk=run.pk).delete()
+
+    assert CustomerFeatures.objects.count() == 5
+    assert set(CustomerFeatures.objects.values_list("feature_run_id", flat=True)) == {None}
