@@ -85,6 +85,9 @@ CDP_DEK_CACHE_SECONDS = env_int("CDP_DEK_CACHE_SECONDS", 60, minimum=0)
 # Erasure's residue scan reads tables up to this many (estimated) rows in full; larger ones are
 # probed through their indexes and their other columns left to the residue sweep (privacy).
 CDP_RESIDUE_SCAN_FULL_MAX_ROWS = env_int("CDP_RESIDUE_SCAN_FULL_MAX_ROWS", 1_000, minimum=0)
+# The API's per-request reads (token lookup, recommendations, decision) run as server-side
+# prepared statements (cdp.api.prepared); off behind a transaction-mode pooler (PgBouncer).
+CDP_API_PREPARED_STATEMENTS = env_bool("CDP_API_PREPARED_STATEMENTS", default=True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
