@@ -89,3 +89,21 @@ def report(name: str, unit: str, project: float, raw: float) -> str:
     )
     print(line, flush=True)
     return line
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of each live process in `pids` (from /proc)."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two readings by processes alive at both (autovacuum workers and
+    closed connections come and go)."""
+    return sum(after[pid] - before[pid] for pid in before if pid in after)

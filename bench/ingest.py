@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 
-from _common import ROOT, BenchDatabase, report, scaled
+from _common import ROOT, BenchDatabase, cpu_seconds, cpu_used, report, scaled
 
 BENCH_DB = "cdp_bench_ingest"
 BATCH = 500
@@ -161,24 +161,6 @@ def worker_rss(master: int) -> dict[int, tuple[int, int]]:
             int(fields["VmHWM"].split()[0]) // 1024,
         )
     return out
-
-
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """CPU seconds so far of each live process in `pids`."""
-    out = {}
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU spent between two readings by processes alive at both (autovacuum workers and
-    closed connections come and go)."""
-    return sum(after[pid] - before[pid] for pid in before if pid in after)
 
 
 def postgres_pids() -> list[int]:

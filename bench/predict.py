@@ -37,7 +37,7 @@ import threading
 import time
 
 import numpy as np
-from _common import ROOT, BenchDatabase, best_rates, report, scaled
+from _common import ROOT, BenchDatabase, best_rates, cpu_seconds, cpu_used, report, scaled
 
 sys.path.insert(0, str(ROOT))
 
@@ -297,22 +297,6 @@ def http_setup(rec) -> tuple[str, list[str]]:
         cursor.execute("ANALYZE")
     _, token = api_token_create(name="bench", scopes=["personalization:read"], actor="bench")
     return token, [str(c.pk) for c in customers]
-
-
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """CPU seconds so far of each live process in `pids` (as bench/ingest.py reads them)."""
-    out = {}
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(after[pid] - before[pid] for pid in before if pid in after)
 
 
 def server_pids(master: int, url: str) -> tuple[list[int], list[int]]:

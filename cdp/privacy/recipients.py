@@ -149,9 +149,9 @@ def notices_create(
     if kind not in NOTICE_KINDS:
         raise ValueError(f"unknown notice kind {kind!r}")
     ids = sorted({uuid.UUID(str(i)) for i in customer_ids})
-    recipients = [
-        r for r in Recipient.objects.filter(is_active=True).order_by("name") if kind in r.notify_on
-    ]
+    recipients = list(
+        Recipient.objects.filter(is_active=True, notify_on__contains=[kind]).order_by("name")
+    )
     if not recipients or not ids:
         return []
     RecipientNotice.objects.bulk_create(

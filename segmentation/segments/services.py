@@ -407,7 +407,8 @@ def webhook_subscription_create(
     may carry a token or an address)."""
     from urllib.parse import urlsplit
 
-    from segmentation.segments.webhooks import new_salt, webhook_secret
+    from cdp.webhooks import new_salt
+    from segmentation.segments.webhooks import webhook_secret
 
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:

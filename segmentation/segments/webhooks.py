@@ -12,33 +12,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from cdp.webhooks import (
-    MAX_ATTEMPTS,
-    RETRY_BASE_SECONDS,
-    SIGNATURE_HEADER,
-    TIMEOUT_SECONDS,
-    derived_secret,
-    gives_up,
-    new_salt,
-    retry_delay,
-    sign,
-    signed_post,
-    verify,
-)
+from cdp.webhooks import derived_secret, gives_up, retry_delay, signed_post
 from segmentation.segments.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-
-__all__ = [
-    "MAX_ATTEMPTS",
-    "RETRY_BASE_SECONDS",
-    "SIGNATURE_HEADER",
-    "TIMEOUT_SECONDS",
-    "new_salt",
-    "retry_delay",
-    "sign",
-    "verify",
-    "webhook_delivery_attempt",
-    "webhook_secret",
-]
 
 
 def webhook_secret(subscription: WebhookSubscription) -> str:

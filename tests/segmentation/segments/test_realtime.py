@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
+from cdp.webhooks import SIGNATURE_HEADER, verify
 from segmentation.segments.models import DeliveryStatus, SegmentMembership, WebhookDelivery
 from segmentation.segments.services import segment_refresh, webhook_subscription_create
-from segmentation.segments.webhooks import SIGNATURE_HEADER, verify
 from tests.ingest.conftest import basic, message
 from tests.segmentation.segments.conftest import customer, grant, segment
 from tests.segmentation.segments.receiver import receiver

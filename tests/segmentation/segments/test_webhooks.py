@@ -8,15 +8,10 @@ import time
 import pytest
 
 from cdp.api.errors import ApplicationError
+from cdp.webhooks import SIGNATURE_HEADER, retry_delay, sign, verify
 from segmentation.segments.models import DeliveryStatus, WebhookDelivery
 from segmentation.segments.services import segment_refresh, webhook_subscription_create
-from segmentation.segments.webhooks import (
-    SIGNATURE_HEADER,
-    retry_delay,
-    sign,
-    verify,
-    webhook_delivery_attempt,
-)
+from segmentation.segments.webhooks import webhook_delivery_attempt
 from tests.segmentation.segments.conftest import customer, grant, segment
 from tests.segmentation.segments.receiver import receiver
 
