@@ -91,7 +91,9 @@ def audit_record(
     stored_details = json_roundtrip({} if details is None else details)
     _refuse_personal_data(stored_details, "details")
 
-    with transaction.atomic():
+    # No savepoint inside the caller's transaction (two round trips on every audited action):
+    # if the entry cannot be written, the caller's transaction cannot commit either.
+    with transaction.atomic(savepoint=False):
         advisory_lock(AUDIT_CHAIN)
         head = AuditEntry.objects.order_by("-seq").values_list("seq", "hash").first()
         seq, prev_hash = (head[0] + 1, bytes(head[1])) if head else (1, GENESIS)

@@ -240,11 +240,31 @@ def subject_key_shred(subject_id: uuid.UUID | str) -> bool:
     The caller's transaction decides when it takes effect; this process's cache forgets the key
     at once, other processes within CDP_DEK_CACHE_SECONDS.
     """
-    sid = _as_uuid(subject_id)
-    deleted, _ = SubjectKey.objects.filter(subject_id=sid).delete()
-    _cache.evict(sid)
-    transaction.on_commit(lambda: _cache.evict(sid))
-    return deleted > 0
+    return subject_keys_shred([subject_id]) > 0
+
+
+def subject_keys_shred(subject_ids: Iterable[uuid.UUID | str]) -> int:
+    """Destroy the data keys of the subjects in one statement (an erasure of merged profiles
+    shreds several); returns how many keys existed. Same transaction and cache rules as
+    `subject_key_shred`."""
+    sids = [_as_uuid(s) for s in subject_ids]
+    if not sids:
+        return 0
+    with _binding_cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {SubjectKey._meta.db_table} WHERE subject_id = ANY(%s::uuid[])",  # noqa: S608
+            [sids],
+        )
+        deleted = cursor.rowcount
+    for sid in sids:
+        _cache.evict(sid)
+
+    def evict_after_commit() -> None:
+        for sid in sids:
+            _cache.evict(sid)
+
+    transaction.on_commit(evict_after_commit)
+    return deleted
 
 
 @dataclass

@@ -22,13 +22,15 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
+from django.db.models import signals
+from django.db.models.deletion import Collector
 from django.utils import timezone
 
 from cdp.audit.services import SYSTEM, audit_record
 from cdp.crypto.fields import EncryptedField
 from cdp.crypto.registry import ErasureAction, erasure_policy_of, erasure_scrubbers
-from cdp.crypto.subject_keys import subject_key_shred
+from cdp.crypto.subject_keys import subject_keys_shred
 from cdp.ingest.models import Suppression
 from cdp.privacy.models import (
     DataSubjectRequest,
@@ -40,10 +42,12 @@ from cdp.privacy.models import (
 )
 from cdp.privacy.recipients import notices_create
 from cdp.privacy.subjects import (
+    Relation,
     blind_index_columns,
     residue_scan,
     subject_customer_ids,
     subject_identifiers,
+    subject_lookup,
     subject_relations,
 )
 from cdp.profiles.models import Customer, IdentityKind
@@ -82,6 +86,120 @@ def _detach(relation: Any, ids: list[uuid.UUID], outcome: ErasureOutcome) -> Non
         outcome.kept.append(entry)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The erasure's statements, compiled once per process from the model graph and sent in one
+    pipeline (one round trip): a DELETE per relation, the customers last, then the admin
+    history and the subject's stored exports. `counts` names the model label whose deleted
+    rows each statement counts ("" for updates). Relations Django's collector must handle
+    (delete signals, rows that other rows depend on) are in `collected` and deleted through
+    the ORM first; when the customers themselves need the collector, `customers_collected`
+    says so."""
+
+    statements: tuple[str, ...]
+    counts: tuple[str, ...]
+    collected: tuple[Relation, ...]
+    blind_collected: tuple[tuple[type[models.Model], str], ...]
+    customers_collected: bool
+
+
+def _fast(model: type[models.Model]) -> bool:
+    return Collector(using=DEFAULT_DB_ALIAS).can_fast_delete(model)
+
+
+def _customers_fast(relations: list[Relation]) -> bool:
+    """Can the customers be deleted with a plain DELETE? Every relation to them must already be
+    handled (deleted or detached above) or be a self reference that is set to NULL."""
+    if any(s.has_listeners(Customer) for s in (signals.pre_delete, signals.post_delete)):
+        return False
+    handled = {(r.model, r.field.name) for r in relations}
+    for rel in Customer._meta.related_objects:
+        if (rel.related_model, rel.field.name) in handled:
+            continue
+        if rel.related_model is Customer and rel.on_delete in (models.SET_NULL, models.DO_NOTHING):
+            continue
+        return False
+    return True
+
+
+def _plan(relations: tuple[Relation, ...]) -> _Plan:
+    cached = _plans.get(relations)
+    if cached is not None:
+        return cached
+    # Table and column names come from the model registry and are quoted; values are bound.
+    q = connection.ops.quote_name
+    statements: list[str] = []
+    counts: list[str] = []
+    collected: list[Relation] = []
+    blind_collected: list[tuple[type[models.Model], str]] = []
+
+    def add(sql: str, label: str | None = None) -> None:
+        statements.append(sql)
+        counts.append(label or "")
+
+    for relation in relations:
+        if erasure_policy_of(relation.model).action != ErasureAction.DELETE:
+            continue
+        if not _fast(relation.model):
+            collected.append(relation)
+            continue
+        table, column = q(relation.model._meta.db_table), q(relation.field.column)
+        add(f"DELETE FROM {table} WHERE {column} = ANY(%(ids)s::uuid[])", relation.label)  # noqa: S608
+    for model, name in blind_index_columns():
+        if erasure_policy_of(model).action != ErasureAction.DELETE:
+            continue
+        if not _fast(model):
+            blind_collected.append((model, name))
+            continue
+        table, column = q(model._meta.db_table), q(model._meta.get_field(name).column)
+        add(f"DELETE FROM {table} WHERE {column} = ANY(%(blobs)s::bytea[])", model._meta.label)  # noqa: S608
+    customers_collected = not _customers_fast(list(relations))
+    if not customers_collected:
+        table, pk = q(Customer._meta.db_table), q(Customer._meta.pk.column)
+        for rel in Customer._meta.related_objects:
+            if rel.related_model is Customer and rel.on_delete is models.SET_NULL:
+                column = q(rel.field.column)
+                add(
+                    f"UPDATE {table} SET {column} = NULL WHERE {column} = ANY(%(ids)s::uuid[]) "  # noqa: S608
+                    f"AND NOT {pk} = ANY(%(ids)s::uuid[])"
+                )
+        delete = f"DELETE FROM {table} WHERE {pk} = ANY(%(ids)s::uuid[])"  # noqa: S608
+        add(delete, Customer._meta.label)
+    # Admin history of the profiles; stored exports and free text of the subject's requests.
+    add(
+        f"DELETE FROM {q(LogEntry._meta.db_table)} WHERE object_id = ANY(%(texts)s::text[])",  # noqa: S608
+        LogEntry._meta.label,
+    )
+    requests = (
+        f"SELECT id FROM {q(DataSubjectRequest._meta.db_table)} "  # noqa: S608
+        "WHERE customer_id = ANY(%(ids)s::uuid[])"
+    )
+    add(
+        f"DELETE FROM {q(ExportPackage._meta.db_table)} WHERE request_id IN ({requests})",  # noqa: S608
+        ExportPackage._meta.label,
+    )
+    add(
+        f"UPDATE {q(Verification._meta.db_table)} SET evidence_note = NULL "  # noqa: S608
+        f"WHERE request_id IN ({requests}) AND evidence_note IS NOT NULL"
+    )
+    add(
+        f"UPDATE {q(DataSubjectRequest._meta.db_table)} SET changes = NULL "  # noqa: S608
+        "WHERE customer_id = ANY(%(ids)s::uuid[]) AND changes IS NOT NULL"
+    )
+    plan = _Plan(
+        statements=tuple(statements),
+        counts=tuple(counts),
+        collected=tuple(collected),
+        blind_collected=tuple(blind_collected),
+        customers_collected=customers_collected,
+    )
+    _plans[relations] = plan
+    return plan
+
+
+_plans: dict[tuple[Relation, ...], _Plan] = {}
+
+
 def erase_customers(
     customer_ids: Iterable[uuid.UUID],
     identifiers: Iterable[tuple[str, bytes]],
@@ -89,47 +207,51 @@ def erase_customers(
     suppress: bool,
 ) -> ErasureOutcome:
     """Erase the customers (call inside a transaction). Safe to run again: a second run finds
-    nothing to delete and the suppression insert ignores duplicates."""
+    nothing to delete and the suppression insert ignores duplicates.
+
+    The deletions are one statement (`_Plan`): an erasure holds locks and a connection for as
+    long as it runs, and a round trip per table would be most of its time."""
+    from cdp.profiles.resolution import raw_cursor
+
     ids = sorted(set(customer_ids))
     indexes = {(k, bytes(v)) for k, v in identifiers}
+    blobs = [v for _, v in indexes]
     outcome = ErasureOutcome()
-    relations = subject_relations()
+    relations = tuple(subject_relations())
     for relation in relations:
         policy = erasure_policy_of(relation.model)
         if policy.action in (ErasureAction.ANONYMISE, ErasureAction.RETAIN):
             _detach(relation, ids, outcome)
-    for relation in relations:
-        # CASCADE relations go with the Customer rows below (one collector, fast deletes);
-        # SET_NULL, PROTECT or DO_NOTHING ones would survive it, so they are deleted here.
-        cascades = relation.field.remote_field.on_delete is models.CASCADE
-        if erasure_policy_of(relation.model).action == ErasureAction.DELETE and not cascades:
-            qs = relation.model._base_manager.filter(**{f"{relation.field.name}__in": ids})
-            _, per_model = qs.delete()
-            outcome.deleted.update({k: v for k, v in per_model.items() if v})
-    _, per_model = Customer._base_manager.filter(id__in=ids).delete()
-    outcome.deleted.update({k: v for k, v in per_model.items() if v})
-    blobs = [v for _, v in indexes]
-    for model, column in blind_index_columns():
-        if erasure_policy_of(model).action != ErasureAction.DELETE or not blobs:
-            continue
-        _, per_model = model._base_manager.filter(**{f"{column}__in": blobs}).delete()
+    plan = _plan(relations)
+
+    def collect(qs: models.QuerySet) -> None:
+        _, per_model = qs.delete()
         outcome.deleted.update({k: v for k, v in per_model.items() if v})
+
+    for relation in plan.collected:
+        collect(relation.model._base_manager.filter(**{f"{relation.field.name}__in": ids}))
+    if blobs:
+        for model, name in plan.blind_collected:
+            collect(model._base_manager.filter(**{f"{name}__in": blobs}))
+    if plan.customers_collected:
+        collect(Customer._base_manager.filter(id__in=ids))
+    if ids or blobs:
+        params = {"ids": ids, "blobs": blobs, "texts": [str(i) for i in ids]}
+        cursors = []
+        with connection.connection.pipeline():
+            for sql in plan.statements:
+                cursor = raw_cursor()
+                cursor.execute(sql, params)
+                cursors.append(cursor)
+        for label, cursor in zip(plan.counts, cursors, strict=True):
+            if label and cursor.rowcount > 0:
+                outcome.deleted[label] += cursor.rowcount
+            cursor.close()
     for scrubber in erasure_scrubbers():
         changed = scrubber.scrub(ids)
         if changed:
             outcome.deleted[scrubber.key] += changed
-    log_rows, _ = LogEntry.objects.filter(object_id__in=[str(i) for i in ids]).delete()
-    if log_rows:
-        outcome.deleted["admin.LogEntry"] += log_rows
-    # Stored exports and free text kept with the subject's requests go too.
-    requests = DataSubjectRequest.objects.filter(customer_id__in=ids)
-    packages, _ = ExportPackage.objects.filter(request__in=requests).delete()
-    if packages:
-        outcome.deleted["privacy.ExportPackage"] += packages
-    Verification.objects.filter(request__in=requests).update(evidence_note=None)
-    requests.update(changes=None)
-    for customer_id in ids:
-        outcome.keys_shredded += int(subject_key_shred(customer_id))
+    outcome.keys_shredded = subject_keys_shred(ids)
     if suppress:
         outcome.suppressions = suppressions_add(
             [(kind, value) for kind, value in sorted(indexes) if kind in SUPPRESSIBLE],
@@ -201,12 +323,10 @@ def dsr_execute_erasure(*, request: DataSubjectRequest, actor: str) -> ErasureCe
         existing = ErasureCertificate.objects.filter(request=request).first()
         if existing is not None:
             return existing
-        found = (
-            request.customer_id is not None
-            and Customer.objects.filter(pk=request.customer_id).exists()
+        ids, identifiers = (
+            subject_lookup(request.customer_id) if request.customer_id else ([], set())
         )
-        ids = subject_customer_ids(request.customer_id) if found else []
-        identifiers = subject_identifiers(ids) if found else set()
+        found = bool(ids)
         if request.subject_index and request.subject_kind in SUPPRESSIBLE:
             identifiers.add((request.subject_kind, bytes(request.subject_index)))
         outcome = erase_customers(ids, identifiers, suppress=request.suppress)

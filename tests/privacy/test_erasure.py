@@ -233,6 +233,18 @@ def test_pending_webhook_notices_lose_the_erased_subject(
     alone = WebhookDelivery.objects.create(
         subscription=subscription, event="leave", customer_ids=[str(customer.pk)], count=1
     )
+    third = make_customer()
+    retrying = WebhookDelivery.objects.create(
+        subscription=subscription,
+        event="enter",
+        customer_ids=[str(other.pk), str(customer.pk), str(third.pk)],
+        count=3,
+        status=DeliveryStatus.RETRYING,
+        last_error="HTTP 503",
+    )
+    untouched = WebhookDelivery.objects.create(
+        subscription=subscription, event="enter", customer_ids=[str(other.pk)], count=1
+    )
 
     request = run(verified("erasure", "notice@example.com"))
 
@@ -242,3 +254,13 @@ def test_pending_webhook_notices_lose_the_erased_subject(
     alone.refresh_from_db()
     assert (both.customer_ids, both.count) == ([str(other.pk)], 1)
     assert (alone.customer_ids, alone.status) == ([], DeliveryStatus.FAILED)
+    assert "erased" in alone.last_error
+    retrying.refresh_from_db()
+    assert retrying.customer_ids == [str(other.pk), str(third.pk)]  # order kept
+    assert (retrying.count, retrying.status, retrying.last_error) == (
+        2,
+        DeliveryStatus.RETRYING,
+        "HTTP 503",
+    )
+    untouched.refresh_from_db()
+    assert (untouched.customer_ids, untouched.status) == ([str(other.pk)], DeliveryStatus.PENDING)
