@@ -45,8 +45,6 @@ from cdp.privacy.subjects import (
     Relation,
     blind_index_columns,
     residue_scan,
-    subject_customer_ids,
-    subject_identifiers,
     subject_lookup,
     subject_relations,
 )
@@ -423,19 +421,14 @@ def erasures_replay(
         identifiers = _journal_identifiers(entry["identifiers"])
         with transaction.atomic():
             ids = {uuid.UUID(str(i)) for i in entry["customer_ids"]}
-            ids = set(Customer.objects.filter(id__in=ids).values_list("id", flat=True))
             for kind, value in identifiers:
                 ids.update(
                     Identity.objects.filter(kind=kind, value_index=value).values_list(
                         "customer_id", flat=True
                     )
                 )
-            every = set()
-            for customer_id in ids:
-                every.update(subject_customer_ids(customer_id))
-            outcome = erase_customers(
-                every, identifiers | subject_identifiers(every), suppress=entry["suppress"]
-            )
+            every, found = subject_lookup(*ids)
+            outcome = erase_customers(every, identifiers | found, suppress=entry["suppress"])
             report.entries += 1
             report.customers_erased += len(every)
             report.rows_deleted += sum(outcome.deleted.values())

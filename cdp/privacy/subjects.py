@@ -82,7 +82,7 @@ def subject_identifiers(customer_ids: Iterable[uuid.UUID]) -> set[tuple[str, byt
 
 _LOOKUP = """
 WITH RECURSIVE tree(id) AS (
-    SELECT {pk} FROM {customer} WHERE {pk} = %(id)s
+    SELECT {pk} FROM {customer} WHERE {pk} = ANY(%(ids)s::uuid[])
     UNION SELECT c.{pk} FROM {customer} c JOIN tree t ON c.{merged} = t.id
 )
 SELECT 'customer', t.id, NULL::bytea FROM tree t
@@ -95,9 +95,13 @@ UNION ALL SELECT 'phone', NULL, c.{phone} FROM {customer} c
 """
 
 
-def subject_lookup(customer_id: uuid.UUID) -> tuple[list[uuid.UUID], set[tuple[str, bytes]]]:
-    """`subject_customer_ids` and `subject_identifiers` in one statement (an erasure's first
-    read; one snapshot for both). Empty when the customer does not exist."""
+def subject_lookup(
+    *customer_ids: uuid.UUID,
+) -> tuple[list[uuid.UUID], set[tuple[str, bytes]]]:
+    """The customers, every profile merged into them (directly or through others), and the
+    (kind, blind index) of every identifier those profiles hold: identities and the profile
+    indexes. One statement, so both come from one snapshot (an erasure's first read). Unknown
+    ids contribute nothing."""
     from cdp.profiles.resolution import raw_cursor
 
     q = connection.ops.quote_name
@@ -114,7 +118,7 @@ def subject_lookup(customer_id: uuid.UUID) -> tuple[list[uuid.UUID], set[tuple[s
         owner=q(i.get_field("customer").column),
     )
     with raw_cursor() as cursor:
-        cursor.execute(sql, {"id": customer_id})
+        cursor.execute(sql, {"ids": list(customer_ids)})
         rows = cursor.fetchall()
     ids = sorted(row[1] for row in rows if row[0] == "customer" and row[1] is not None)
     identifiers = {(kind, bytes(index)) for kind, cid, index in rows if cid is None and index}

@@ -236,3 +236,27 @@ def test_a_stale_catalogue_is_read_again(subject: Any) -> None:
     _table(f"INSERT INTO privacy_test_stale VALUES ('{uuid.UUID(str(customer.pk))}')")
     result = residue_scan([customer.pk], [], tables=["privacy_test_stale"])
     assert result.residue == [{"table": "privacy_test_stale", "column": "remark", "rows": 1}]
+
+
+def test_the_scan_gives_back_the_planner_settings_it_turned_off(subject: Any) -> None:
+    """The probes run with sequential reads, parallel plans and JIT off; the caller's
+    transaction (an erasure's, with its audit and certificate still to come) gets its own
+    settings back, whatever they were."""
+    customer = subject(email="planner@example.com")
+    _table("CREATE TABLE privacy_test_planner (subject uuid)")
+    _table("CREATE INDEX ON privacy_test_planner (subject)")
+    _table(
+        "INSERT INTO privacy_test_planner SELECT gen_random_uuid() FROM generate_series(1, 3000)"
+    )
+    _table("SET LOCAL max_parallel_workers_per_gather = 3")
+    _table("SET LOCAL jit = on")
+
+    result = residue_scan([customer.pk], [], tables=["privacy_test_planner"], full_read_max_rows=0)
+
+    assert result.probed == 1 and result.residue == []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('enable_seqscan'), "
+            "current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
+        )
+        assert cursor.fetchone() == ("on", "3", "on")
