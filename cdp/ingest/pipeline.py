@@ -26,7 +26,12 @@ from django.db import transaction
 
 from cdp.audit.services import actor_for_source, audit_record
 from cdp.crypto import aead
-from cdp.crypto.subject_keys import cached_key, subject_key_get_or_create, subject_keys_load
+from cdp.crypto.subject_keys import (
+    DataKey,
+    cached_key,
+    subject_key_get_or_create,
+    subject_keys_load,
+)
 from cdp.ingest.classification import Classes, classes, non_personal_properties
 from cdp.ingest.consent_context import (
     batch_consent_read,
@@ -34,6 +39,7 @@ from cdp.ingest.consent_context import (
     customers_allowed,
     merges_respect_consent,
 )
+from cdp.ingest.identifiers import BatchIdentifiers, identity_claim
 from cdp.ingest.messages import Message, Rejection
 from cdp.ingest.models import Event, Source
 from cdp.ingest.selectors import suppressed_indexes
@@ -42,15 +48,11 @@ from cdp.ingest.traits import (
     profile_update,
     profile_update_merge,
     profile_updates_apply,
-    trait_country,
 )
-from cdp.profiles.models import IdentityKind
 from cdp.profiles.resolution import (
     Claim,
-    Ident,
     blocked_values,
     customers_create_many,
-    identifier,
     merges_apply,
     raw_cursor,
     resolution_plan,
@@ -105,50 +107,6 @@ def _lock(lock_class: int, keys: set[int]) -> None:
         )
 
 
-class _Identifiers:
-    """Normalised, indexed identifiers for one request: a value met again in the same batch (a
-    session's events, an identify next to its tracks) is normalised and hashed once. Lives only
-    as long as the request."""
-
-    def __init__(self, blocked: dict[str, set[str]]) -> None:
-        self.blocked = blocked
-        self.seen: dict[tuple[str, str], Ident | None] = {}
-
-    def get(self, kind: str, value: Any) -> Ident | None:
-        if value is None:
-            return None
-        if value.__class__ is not str:
-            return identifier(kind, value, self.blocked)
-        key = (kind, value)
-        try:
-            return self.seen[key]
-        except KeyError:
-            ident = self.seen[key] = identifier(kind, value, self.blocked)
-            return ident
-
-
-def _identity_claim(message: Message, identifiers: _Identifiers) -> Claim:
-    idents = []
-    traits = message.traits
-    for kind, value in (
-        (IdentityKind.USER_ID, message.user_id),
-        (IdentityKind.ANONYMOUS_ID, message.anonymous_id),
-        (IdentityKind.EMAIL, traits.get("email") if traits else None),
-        (IdentityKind.PHONE, traits.get("phone") if traits else None),
-    ):
-        ident = identifiers.get(kind, value)
-        if ident is not None:
-            idents.append(ident)
-    previous = []
-    if message.previous_id is not None:
-        previous = [
-            ident
-            for kind in (IdentityKind.USER_ID, IdentityKind.ANONYMOUS_ID)
-            if (ident := identifiers.get(kind, message.previous_id)) is not None
-        ]
-    return Claim(message.index, idents, previous, country=trait_country(traits) if traits else "")
-
-
 def _amount(properties: dict[str, Any]) -> Decimal | None:
     if not properties:
         return None
@@ -196,15 +154,33 @@ def _payload_bytes(raw: dict[str, Any]) -> bytes:
         return _PAYLOAD.to_bytes(raw)
 
 
-def _seal_payload(
-    customer_id: uuid.UUID, row_id: uuid.UUID, plaintext: bytes, nonce: bytes
-) -> bytes:
+def _seal_payload(key: DataKey, row_id: uuid.UUID, plaintext: bytes, nonce: bytes) -> bytes:
     """The ciphertext `Event.payload` stores: exactly what `EncryptedField.seal` makes (the
     subject's data key, associated data binding header, table, column, subject and row), for
     bytes already serialised once; `nonce` is one of the batch's `aead.nonces`."""
-    key = cached_key(customer_id) or subject_key_get_or_create(customer_id)
     aad = key.aad_prefix(_PAYLOAD.where) + row_id.bytes
     return aead.seal_with_nonce(key.cipher, key.header, nonce, plaintext, aad)
+
+
+def _batch_keys(customer_ids: set[uuid.UUID]) -> dict[uuid.UUID, DataKey]:
+    """The data key of every customer of the batch, held for the request.
+
+    The keys this worker caches are taken before the missing ones are loaded (in one query):
+    loading pushes the oldest entries out of the bounded cache, and those can be keys of this
+    very batch, which would then be read again one query each."""
+    keys: dict[uuid.UUID, DataKey] = {}
+    missing = []
+    for cid in customer_ids:
+        key = cached_key(cid)
+        if key is None:
+            missing.append(cid)
+        else:
+            keys[cid] = key
+    if missing:
+        subject_keys_load(missing)
+        for cid in missing:
+            keys[cid] = cached_key(cid) or subject_key_get_or_create(cid)
+    return keys
 
 
 _PAYLOAD = Event._meta.get_field("payload")
@@ -234,9 +210,10 @@ def _event_rows(
     source: Source,
     received_at: dt.datetime,
     table: Classes,
+    keys: dict[uuid.UUID, DataKey],
 ) -> list[tuple[Any, ...]]:
-    """The batch's `ingest_event` rows, in `_COPY` column order (properties as a dict). The
-    customers' data keys were loaded for the batch (`_seal_payload` reads any that expired)."""
+    """The batch's `ingest_event` rows, in `_COPY` column order (properties as a dict), sealed
+    under the customers' data keys (`_batch_keys`)."""
     rows = []
     source_id = source.id
     count = len(messages)
@@ -264,7 +241,7 @@ def _event_rows(
                 currency.upper()[:3] if isinstance(currency, str) else "",
                 _text(product, 255),
                 non_personal_properties(properties, table),
-                _seal_payload(customer_id, row_id, _payload_bytes(message.raw), nonce),
+                _seal_payload(keys[customer_id], row_id, _payload_bytes(message.raw), nonce),
             )
         )
     return rows
@@ -415,9 +392,9 @@ def _events_ingest(
 
     claims: dict[int, Claim] = {}
     kept: list[Message] = []
-    identifiers = _Identifiers(blocked)
+    identifiers = BatchIdentifiers(blocked)
     for message in unique:
-        claim = _identity_claim(message, identifiers)
+        claim = identity_claim(message, identifiers)
         if not claim.idents:
             result.rejected.append(
                 Rejection(
@@ -497,7 +474,7 @@ def _events_ingest(
         touched = set(customer_of.values())
         # Every data key the batch needs (profile updates, payloads), in one query for those
         # this worker does not hold yet.
-        subject_keys_load(touched)
+        keys = _batch_keys(touched)
         profile_updates_apply(updates)
         # One read of the customers' status, jurisdiction and consent states serves both the
         # consent carried in the messages and the analytics decision below.
@@ -515,7 +492,9 @@ def _events_ingest(
         allowed = customers_allowed(ANALYTICS_PURPOSE, held)
         storable = [m for m in fresh if customer_of[m.index] in allowed]
         result.suppressed += len(fresh) - len(storable)
-        rows = _event_rows(storable, customer_of, source, received_at, table) if storable else []
+        rows = (
+            _event_rows(storable, customer_of, source, received_at, table, keys) if storable else []
+        )
         if not rows:
             inserted: set[str] = set()
         elif copy:
