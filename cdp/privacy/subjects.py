@@ -80,18 +80,17 @@ def subject_identifiers(customer_ids: Iterable[uuid.UUID]) -> set[tuple[str, byt
     return found
 
 
+# The tree's ids go on as one array: joined to the CTE instead, the planner guessed hundreds of
+# rows and read both tables in full (5 ms at 2,000 customers).
 _LOOKUP = """
 WITH RECURSIVE tree(id) AS (
     SELECT {pk} FROM {customer} WHERE {pk} = ANY(%(ids)s::uuid[])
     UNION SELECT c.{pk} FROM {customer} c JOIN tree t ON c.{merged} = t.id
-)
-SELECT 'customer', t.id, NULL::bytea FROM tree t
-UNION ALL SELECT i.{kind}, NULL, i.{index} FROM {identity} i
-    WHERE i.{owner} IN (SELECT id FROM tree)
-UNION ALL SELECT 'email', NULL, c.{email} FROM {customer} c
-    WHERE c.{pk} IN (SELECT id FROM tree) AND c.{email} IS NOT NULL
-UNION ALL SELECT 'phone', NULL, c.{phone} FROM {customer} c
-    WHERE c.{pk} IN (SELECT id FROM tree) AND c.{phone} IS NOT NULL
+), found(ids) AS (SELECT array_agg(id) FROM tree)
+SELECT NULL, c.{pk}, c.{email}, c.{phone} FROM {customer} c
+    WHERE c.{pk} = ANY((SELECT ids FROM found)::uuid[])
+UNION ALL SELECT i.{kind}, NULL, i.{index}, NULL FROM {identity} i
+    WHERE i.{owner} = ANY((SELECT ids FROM found)::uuid[])
 """
 
 
@@ -120,9 +119,17 @@ def subject_lookup(
     with raw_cursor() as cursor:
         cursor.execute(sql, {"ids": list(customer_ids)})
         rows = cursor.fetchall()
-    ids = sorted(row[1] for row in rows if row[0] == "customer" and row[1] is not None)
-    identifiers = {(kind, bytes(index)) for kind, cid, index in rows if cid is None and index}
-    return ids, identifiers
+    ids, identifiers = [], set()
+    for kind, customer_id, index, phone_index in rows:
+        if customer_id is None:  # an identity
+            identifiers.add((kind, bytes(index)))
+            continue
+        ids.append(customer_id)
+        if index:
+            identifiers.add(("email", bytes(index)))
+        if phone_index:
+            identifiers.add(("phone", bytes(phone_index)))
+    return sorted(ids), identifiers
 
 
 def blind_index_columns() -> list[tuple[type[models.Model], str]]:
