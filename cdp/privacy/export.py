@@ -10,24 +10,27 @@ key and served through a signed link that expires (72 hours at most); each downl
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import decimal
+import functools
+import gc
 import hashlib
 import io
+import itertools
 import json
 import re
 import types
 import uuid
 import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.core import signing
-from django.db import models, transaction
-from django.db.models import TextField
-from django.db.models.functions import Cast
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.html import escape
 
@@ -48,22 +51,24 @@ from cdp.crypto.registry import (
 from cdp.crypto.subject_keys import cached_key, subject_keys_load
 from cdp.privacy.models import DataSubjectRequest, ExportPackage, RequestStatus
 from cdp.privacy.recipients import recipients_all
-from cdp.privacy.subjects import subject_customer_ids, subject_relations
+from cdp.privacy.subjects import subject_lookup, subject_relations
 from cdp.profiles.models import Customer
 
 SCHEMA_VERSION = "cdp.privacy.export/v1"
 MAX_LINK_HOURS = 72
 LINK_SALT = "cdp.privacy.export-link"
 WITHHELD = "[withheld: 11 CCR 7024(d)]"
-_WITHHELD_KEYS = re.compile(
-    r"ssn|socialsecurity|passport|driverslicen[cs]e|nationalid|taxid|governmentid|password|"
-    r"passwd|securityquestion|securityanswer|pin$"
+# Keys naming the items of 11 CCR 7024(d), matched after lower-casing and dropping all but a-z.
+_WITHHELD_NAMES = (
+    "ssn|socialsecurity|passport|driverslicen[cs]e|nationalid|taxid|governmentid|password|"
+    "passwd|securityquestion|securityanswer"
 )
-# A superset of _WITHHELD_KEYS on the raw JSON (any spelling): a hit triggers the exact walk.
-_WITHHELD_SCAN = re.compile(
-    rb"ssn|social|passport|licen[cs]e|national|tax|government|passw|security|\"pin\""
-)
+_WITHHELD_KEYS = re.compile(_WITHHELD_NAMES + "|pin$")
+# The same names in serialised JSON reduced to letters and quotes (a key ends at its quote).
+_KEYS_FOUND = re.compile((_WITHHELD_NAMES + '|pin"').encode())
+_NOT_KEY_TEXT = bytes(sorted(set(range(256)) - set(b'abcdefghijklmnopqrstuvwxyz"')))
 _FORMULA_START = frozenset("=+-@\t\r")
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')
 _EXPLAINING_FIELDS = ("rule", "definition", "conditions", "description", "algorithm", "params")
 
 # The documented shape of package.json (also written into the zip as schema.json).
@@ -88,25 +93,26 @@ EXPORT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _withhold(value: Any) -> Any:
-    """Replace values under 11 CCR 7024(d) keys. A quick scan of the serialised value decides
-    whether to walk it at all: almost no value holds such a key."""
-    if not isinstance(value, dict | list):
-        return value
-    if not _WITHHELD_SCAN.search(orjson.dumps(value).lower()):
-        return value
-    return _withhold_walk(value)
+def _may_withhold(raw: bytes) -> bool:
+    """Whether serialised JSON may hold a key that `_withhold_walk` withholds, without parsing
+    it: with everything but letters and quotes deleted, every key reads as the walk normalises
+    it ("S.S.N", "pass_word", "userPin"), between quotes. A superset test: escapes and non-ASCII
+    text could hide or make letters, so such values are always walked."""
+    if not raw.isascii() or b"\\" in raw:
+        return True
+    return _KEYS_FOUND.search(raw.lower().translate(None, _NOT_KEY_TEXT)) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _withheld_key(key: str) -> bool:
+    return _WITHHELD_KEYS.search(re.sub(r"[^a-z]", "", key.lower())) is not None
 
 
 def _withhold_walk(value: Any) -> Any:
+    """`value` with every value under an 11 CCR 7024(d) key replaced, at any depth."""
     if isinstance(value, dict):
         return {
-            k: (
-                WITHHELD
-                if _WITHHELD_KEYS.search(re.sub(r"[^a-z]", "", str(k).lower()))
-                else _withhold_walk(v)
-            )
-            for k, v in value.items()
+            k: WITHHELD if _withheld_key(str(k)) else _withhold_walk(v) for k, v in value.items()
         }
     if isinstance(value, list):
         return [_withhold_walk(v) for v in value]
@@ -130,70 +136,233 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _open(f: EncryptedField, holder: Any, value: Any) -> Any:
-    """Decrypt one stored value: the field's own `open` (associated data, typed errors), except
-    that JSON is parsed with orjson, which is what makes a 10,000-event export affordable."""
-    sealed = value if isinstance(value, Sealed) else Sealed(bytes(value))
-    if not isinstance(f, EncryptedJSONField):
-        return f.open(holder, sealed)
-    key = cached_key(getattr(holder, f.subject_field))
-    if key is None:
-        return f.open(holder, sealed)
-    row = getattr(holder, f.model._meta.pk.attname)
-    aad = key.aad_prefix(f.where) + aead.id_bytes(row)
-    try:
-        return orjson.loads(aead.open_sealed(key.cipher, sealed.blob, aad))
-    except Exception:  # let the field raise its precise, typed error
-        return f.open(holder, sealed)
+# How a column is read. Values that JSON has no type for come back from PostgreSQL as the text
+# they become in the package (parsing them into Python objects only to format them again cost
+# a fifth of an export): ids as text, timestamps as `datetime.isoformat()` writes them in UTC
+# (microseconds only when not zero).
+_ISO_UTC = (
+    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+    "to_char({0} AT TIME ZONE 'UTC', 'US') = '000000' THEN '' ELSE "
+    "to_char({0} AT TIME ZONE 'UTC', '.US') END || '+00:00'"
+)
+# Returned by psycopg as JSON-ready values.
+_NATIVE_TYPES = frozenset(
+    {
+        "AutoField",
+        "BigAutoField",
+        "SmallAutoField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveBigIntegerField",
+        "PositiveSmallIntegerField",
+        "BooleanField",
+        "FloatField",
+        "CharField",
+        "TextField",
+        "SlugField",
+    }
+)
 
 
-def _rows(model: type[models.Model], lookup: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every row of `model` matching `lookup` as JSON-ready dicts, decrypted without building
-    model instances (values_list plus the field's own open(), so it stays set-based)."""
+@dataclass(frozen=True)
+class _Sealed:
+    """An encrypted column, the position of its subject's id and of its row's id."""
+
+    index: int
+    field: EncryptedField
+    subject: int
+    row: int
+    row_is_uuid: bool  # the row id column holds the 16 bytes of a UUID primary key
+    json: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one model's rows are read for the package (built once per model and field)."""
+
+    sql: str
+    keys: tuple[str, ...]  # output keys of the leading columns (extra columns follow)
+    json: tuple[int, ...]  # JSON columns, read as text
+    sealed: tuple[_Sealed, ...]
+    convert: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (column, converters, expression)
+    relations: tuple[tuple[int, type[models.Model], str], ...]  # (column, model, to_field)
+    uuid_columns: frozenset[int]  # columns holding a UUID as text
+    pk: str  # attname of the primary key
+
+
+_plans: dict[tuple[Any, ...], _Plan] = {}
+
+
+def _plan(model: type[models.Model], by: models.Field) -> _Plan:
+    """The statement and per-column steps for `model`'s rows selected by the `by` column: every
+    concrete field but blind indexes, plus the primary key's 16 bytes when encrypted values
+    are bound to a UUID row id."""
     meta = model._meta
-    blind = {f.field for f in personal_fields_of(model) if f.category == Category.BLIND_INDEX}
+    blind = tuple(
+        sorted(f.field for f in personal_fields_of(model) if f.category == Category.BLIND_INDEX)
+    )
+    # Timestamps are formatted by the database only where Python would write them in UTC.
+    utc = bool(settings.USE_TZ) and connection.timezone_name == "UTC"
+    text_types = frozenset({"UUIDField", "DateTimeField"} if utc else {"UUIDField"})
+    cache_key = (model, by.attname, blind, utc)
+    plan = _plans.get(cache_key)
+    if plan is not None:
+        return plan
+    q = connection.ops.quote_name
     fields = [f for f in meta.concrete_fields if f.name not in blind]
-    names = [f.attname for f in fields]
-    attnames = list(names)
-    encrypted = [i for i, f in enumerate(fields) if isinstance(f, EncryptedField)]
-    relations = [
-        (i, (f.related_model, f.target_field.name))
-        for i, f in enumerate(fields)
-        if f.is_relation and f.related_model is not Customer
-    ]
-    keys = [f.name for f in fields]
-    # JSON columns come back as text and are parsed with orjson (Django's loader is the
-    # slowest step of a large export otherwise).
-    json_columns = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
-    queryset = model._base_manager.filter(**lookup).order_by(meta.pk.attname)
-    if json_columns:
-        queryset = queryset.annotate(
-            **{
-                f"_json_{fields[i].attname}": Cast(fields[i].attname, TextField())
-                for i in json_columns
-            }
-        )
-        names = [f"_json_{n}" if i in json_columns else n for i, n in enumerate(names)]
-    rows = []
-    related: dict[tuple[type[models.Model], str], set[Any]] = {}
-    for values in queryset.values_list(*names):
-        values = list(values)
-        for i in json_columns:
+    index = {f.attname: i for i, f in enumerate(fields)}
+    columns, json, convert, relations, uuids = [], [], [], [], set()
+    for i, f in enumerate(fields):
+        column = q(f.column)
+        kind = (f.target_field if f.is_relation else f).get_internal_type()
+        converters = () if isinstance(f, EncryptedField) else f.get_db_converters(connection)
+        if isinstance(f, EncryptedField):
+            columns.append(column)
+        elif isinstance(f, models.JSONField):
+            columns.append(f"{column}::text")
+            json.append(i)
+        elif converters or kind not in text_types | _NATIVE_TYPES:
+            columns.append(column)  # as the model reads it, then made plain
+            convert.append((i, tuple(converters), f.get_col(meta.db_table)))
+        elif kind == "UUIDField":
+            columns.append(f"{column}::text")
+            uuids.add(i)
+        elif kind == "DateTimeField":
+            columns.append(_ISO_UTC.format(column))
+        else:
+            columns.append(column)
+        if f.is_relation and f.related_model is not Customer:
+            relations.append((i, f.related_model, f.target_field.name))
+    sealed = []
+    pk_is_uuid = meta.pk.get_internal_type() == "UUIDField"
+    row = index[meta.pk.attname]
+    if pk_is_uuid and any(isinstance(f, EncryptedField) for f in fields):
+        row = len(columns)
+        columns.append(f"uuid_send({q(meta.pk.column)})")
+    for i, f in enumerate(fields):
+        if isinstance(f, EncryptedField):
+            sealed.append(
+                _Sealed(
+                    i,
+                    f,
+                    index[meta.get_field(f.subject_field).attname],
+                    row,
+                    pk_is_uuid,
+                    isinstance(f, EncryptedJSONField),
+                )
+            )
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {q(meta.db_table)} "  # noqa: S608
+        f"WHERE {q(by.column)} = ANY(%s) ORDER BY {q(meta.pk.column)}"
+    )
+    plan = _plans[cache_key] = _Plan(
+        sql,
+        tuple(f.name for f in fields),
+        tuple(json),
+        tuple(sealed),
+        tuple(convert),
+        tuple(relations),
+        frozenset(uuids),
+        meta.pk.attname,
+    )
+    return plan
+
+
+def _json(raw: str) -> Any:
+    """A JSON column's text as a value, with 11 CCR 7024(d) items withheld."""
+    data = raw.encode()
+    value = orjson.loads(data)
+    if value.__class__ in (dict, list) and _may_withhold(data):
+        return _withhold_walk(value)
+    return value
+
+
+def _open_all(plan: _Plan, rows: list[list[Any]]) -> None:
+    """Decrypt the plan's encrypted columns in place: the cached key, the associated data built
+    from its cached prefix, one AES-GCM open and orjson for JSON. Anything unexpected (no cached
+    key, a failed tag, a value orjson refuses) goes through the field's own `open`, which
+    raises its precise, typed error or returns what the model would."""
+    keys: dict[Any, Any] = {}
+    for s in plan.sealed:
+        f, i, si, ri = s.field, s.index, s.subject, s.row
+        where = f.where
+        for values in rows:
+            blob = values[i]
+            if blob is None:
+                continue
+            subject = values[si]
+            key = keys.get(subject)
+            if key is None:
+                key = keys[subject] = cached_key(_as_id(subject, si in plan.uuid_columns))
+            row = values[ri]
+            try:
+                if key is None:
+                    raise LookupError
+                aad = key.aad_prefix(where) + (row if s.row_is_uuid else aead.id_bytes(row))
+                data = aead.open_sealed(key.cipher, blob, aad)
+                if s.json:
+                    value = orjson.loads(data)
+                    if value.__class__ in (dict, list) and _may_withhold(data):
+                        value = _withhold_walk(value)
+                else:
+                    value = _plain(f.from_bytes(data))
+            except Exception:
+                value = _open_checked(plan, s, values)
+            values[i] = value
+
+
+def _as_id(value: Any, is_uuid: bool) -> Any:
+    return uuid.UUID(value) if is_uuid and value is not None else value
+
+
+def _open_checked(plan: _Plan, s: _Sealed, values: list[Any]) -> Any:
+    """The field's own open() on a stand-in instance holding the typed subject and row ids."""
+    f = s.field
+    meta = f.model._meta
+    subject = _as_id(values[s.subject], s.subject in plan.uuid_columns)
+    row = values[s.row]
+    row = uuid.UUID(bytes=row) if s.row_is_uuid else row
+    holder = types.SimpleNamespace(
+        **{meta.get_field(f.subject_field).attname: subject, plan.pk: row}
+    )
+    return _plain(_withhold_walk(f.open(holder, Sealed(bytes(values[s.index])))))
+
+
+def _rows(
+    model: type[models.Model], by: models.Field, ids: list[uuid.UUID]
+) -> list[dict[str, Any]]:
+    """Every row of `model` whose `by` column holds one of `ids`, as JSON-ready dicts, in
+    primary-key order: one statement, decrypted without building model instances."""
+    plan = _plan(model, by)
+    with connection.cursor() as cursor:
+        cursor.execute(plan.sql, [ids])
+        rows = [list(values) for values in cursor.fetchall()]
+    if not rows:
+        return []
+    for i in plan.json:
+        for values in rows:
             if values[i] is not None:
-                values[i] = orjson.loads(values[i])
-        if encrypted:
-            holder = types.SimpleNamespace(**dict(zip(attnames, values, strict=True)))
-            for i in encrypted:
-                if values[i] is not None:
-                    values[i] = _withhold(_open(fields[i], holder, values[i]))
-        for i, target in relations:
-            if values[i] is not None:
-                related.setdefault(target, set()).add(values[i])
-        rows.append(dict(zip(keys, map(_plain, values), strict=True)))
+                values[i] = _json(values[i])
+    if plan.sealed:
+        _open_all(plan, rows)
+    for i, converters, expression in plan.convert:
+        for values in rows:
+            value = values[i]
+            for converter in converters:
+                value = converter(value, expression, connection)
+            values[i] = _plain(value)
+    keys = plan.keys
+    out = [dict(zip(keys, values, strict=False)) for values in rows]  # extra columns dropped
     # Related rows (a segment, a clustering run, a source): their label and whatever explains
     # the decision (rule, definition, algorithm), loaded once per model.
-    for (rel_model, to_field), keys in related.items():
-        objects = rel_model._base_manager.in_bulk(list(keys), field_name=to_field)
+    for i, rel_model, to_field in plan.relations:
+        name = keys[i]
+        wanted = {values[i] for values in rows if values[i] is not None}
+        if not wanted:
+            continue
+        objects = rel_model._base_manager.in_bulk(list(wanted), field_name=to_field)
         explain = [
             f.name
             for f in rel_model._meta.concrete_fields
@@ -207,12 +376,11 @@ def _rows(model: type[models.Model], lookup: dict[str, Any]) -> list[dict[str, A
             }
             for k, o in objects.items()
         }
-        for f in fields:
-            if f.is_relation and f.related_model is rel_model and f.target_field.name == to_field:
-                for row in rows:
-                    if row[f.name] is not None:
-                        row[f.name] = described.get(str(row[f.name]), row[f.name])
-    return rows
+        for row in out:
+            value = row[name]
+            if value is not None:
+                row[name] = described.get(str(value), value)
+    return out
 
 
 def _article_15(records: dict[str, Any], sources: list[str]) -> dict[str, Any]:
@@ -272,10 +440,8 @@ def export_build(*, request: DataSubjectRequest) -> dict[str, Any]:
     from consent.receipts import consent_receipt
     from consent.selectors import consent_history
 
-    found = (
-        request.customer_id is not None and Customer.objects.filter(pk=request.customer_id).exists()
-    )
-    ids = subject_customer_ids(request.customer_id) if found else []
+    ids = subject_lookup(request.customer_id)[0] if request.customer_id is not None else []
+    found = bool(ids)
     subject_keys_load(ids)
     records: dict[str, Any] = {}
     searched = ["profiles.Customer"]
@@ -284,7 +450,7 @@ def export_build(*, request: DataSubjectRequest) -> dict[str, Any]:
         searched.append(f"{label}.{relation.field.name}")
         if not ids:
             continue
-        rows = _rows(relation.model, {f"{relation.field.name}__in": ids})
+        rows = _rows(relation.model, relation.field, ids)
         if not rows:
             continue
         section = records.setdefault(
@@ -345,7 +511,7 @@ def export_build(*, request: DataSubjectRequest) -> dict[str, Any]:
             "received_at": request.received_at.isoformat(),
         },
         "subject_found": found,
-        "profiles": _rows(Customer, {"id__in": ids}) if ids else [],
+        "profiles": _rows(Customer, Customer._meta.pk, ids) if ids else [],
         "records": records,
         "consent_history": history,
         "request_history": requests,
@@ -370,24 +536,61 @@ def csv_safe(value: Any) -> str:
     return text
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    writer = csv.writer(out)
-    writer.writerow([csv_safe(c) for c in columns])
-    for row in rows:
-        writer.writerow([csv_safe(row.get(c)) for c in columns])
-    return out.getvalue()
+def _csv_cells(values: list[Any]) -> list[str]:
+    """`csv_safe` of each value of a column, inlined for the common types; a dict or list that
+    many rows share (a related row's description) is serialised once."""
+    cells = []
+    shared: dict[int, str] = {}
+    for value in values:
+        cls = value.__class__
+        if cls is str:
+            cells.append("'" + value if value[:1] in _FORMULA_START else value)
+        elif value is None:
+            cells.append("")
+        elif cls is dict or cls is list:
+            text = shared.get(id(value))  # the values list keeps every object alive
+            if text is None:
+                text = shared[id(value)] = csv_safe(value)
+            cells.append(text)
+        else:
+            cells.append(csv_safe(value))
+    return cells
+
+
+def _csv_quoted(cells: list[str]) -> list[str]:
+    """The cells of a column as `csv.writer` (excel dialect, minimal quoting) writes them."""
+    if not _CSV_SPECIAL.search("".join(cells)):
+        return cells
+    return ['"' + c.replace('"', '""') + '"' if _CSV_SPECIAL.search(c) else c for c in cells]
+
+
+def export_csv(rows: list[dict[str, Any]]) -> str:
+    """A header of every key, in order of first appearance, and one line per row, byte for
+    byte what `csv.writer` writes; built column by column (the csv module took 8 us a row)."""
+    columns = list(dict.fromkeys(itertools.chain.from_iterable(rows)))
+    if not columns:
+        return "\r\n" * (len(rows) + 1)
+    shape = tuple(columns)
+    if all(tuple(row) == shape for row in rows):  # rows of one model: a transposition
+        values: Iterable[Iterable[Any]] = zip(*map(dict.values, rows), strict=True)
+    else:
+        values = ([row.get(c) for row in rows] for c in columns)
+    cells = [_csv_quoted(_csv_cells(list(column))) for column in values]
+    lines = [",".join(_csv_quoted([csv_safe(c) for c in columns]))]
+    lines += map(",".join, zip(*cells, strict=True))
+    if len(columns) == 1:  # csv.writer quotes a line that would otherwise be empty
+        lines = [line or '""' for line in lines]
+    return "\r\n".join(lines) + "\r\n"
 
 
 def _csv_files(document: dict[str, Any]) -> dict[str, str]:
-    files = {"csv/profiles.csv": _csv(document["profiles"])}
+    files = {"csv/profiles.csv": export_csv(document["profiles"])}
     for label, section in document["records"].items():
-        files[f"csv/{label.replace('.', '_').lower()}.csv"] = _csv(section["rows"])
-    files["csv/consent_history.csv"] = _csv(
+        files[f"csv/{label.replace('.', '_').lower()}.csv"] = export_csv(section["rows"])
+    files["csv/consent_history.csv"] = export_csv(
         [{k: v for k, v in e.items() if k != "receipt"} for e in document["consent_history"]]
     )
-    files["csv/request_history.csv"] = _csv(document["request_history"])
+    files["csv/request_history.csv"] = export_csv(document["request_history"])
     return files
 
 
@@ -487,10 +690,27 @@ def _link_hours() -> int:
     )
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a package is built: its rows are a few hundred
+    thousand containers, none in a cycle, that the collector (triggered every 700 allocations)
+    traversed again and again, about a fifth of an export. Reference counting frees them as
+    usual; the deferred collection runs once afterwards. Only the caller that paused resumes."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def dsr_execute_export(*, request: DataSubjectRequest, actor: str) -> ExportPackage:
     """Build the access/portability package, store it encrypted, complete the request."""
-    document = export_build(request=request)
-    content = export_zip(document)
+    with _collector_paused():
+        document = export_build(request=request)
+        content = export_zip(document)
     now = timezone.now()
     with transaction.atomic():
         package = ExportPackage(
