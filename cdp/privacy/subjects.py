@@ -47,39 +47,6 @@ def subject_relations() -> list[Relation]:
     return sorted(found, key=lambda r: (r.label, r.field.name))
 
 
-def subject_customer_ids(customer_id: uuid.UUID) -> list[uuid.UUID]:
-    """The customer and every profile merged into it (directly or through others)."""
-    ids = {customer_id}
-    frontier = [customer_id]
-    while frontier:
-        frontier = list(
-            Customer.objects.filter(merged_into_id__in=frontier)
-            .exclude(id__in=ids)
-            .values_list("id", flat=True)
-        )
-        ids.update(frontier)
-    return sorted(ids)
-
-
-def subject_identifiers(customer_ids: Iterable[uuid.UUID]) -> set[tuple[str, bytes]]:
-    """(kind, blind index) of every identifier of the customers: identities and profile indexes."""
-    ids = list(customer_ids)
-    found = {
-        (kind, bytes(index))
-        for kind, index in Identity.objects.filter(customer_id__in=ids).values_list(
-            "kind", "value_index"
-        )
-    }
-    for email_index, phone_index in Customer.objects.filter(id__in=ids).values_list(
-        "email_index", "phone_index"
-    ):
-        if email_index:
-            found.add(("email", bytes(email_index)))
-        if phone_index:
-            found.add(("phone", bytes(phone_index)))
-    return found
-
-
 # The tree's ids go on as one array: joined to the CTE instead, the planner guessed hundreds of
 # rows and read both tables in full (5 ms at 2,000 customers).
 _LOOKUP = """
