@@ -107,6 +107,25 @@ def _lock(lock_class: int, keys: set[int]) -> None:
         )
 
 
+# One probe of the (source, messageId) index per message id. `message_id = ANY(array)` let the
+# planner choose a scan of all the source's rows with the ids as a filter whenever it thought
+# the source small (a new source, statistics older than its growth): the check then read every
+# event of the source, for every batch (25 ms per batch at 60,000 events and growing).
+_STORED = """
+SELECT m.id FROM unnest(%b::varchar[]) AS m(id)
+CROSS JOIN LATERAL (
+    SELECT 1 FROM ingest_event WHERE source_id = %b AND message_id = m.id LIMIT 1
+) AS e
+"""
+
+
+def _stored_message_ids(source_id: uuid.UUID, message_ids: list[str]) -> set[str]:
+    """The message ids of `message_ids` already stored for the source."""
+    with raw_cursor() as cursor:
+        cursor.execute(_STORED, [message_ids, source_id])
+        return {row[0] for row in cursor.fetchall()}
+
+
 def _amount(properties: dict[str, Any]) -> Decimal | None:
     if not properties:
         return None
@@ -412,13 +431,7 @@ def _events_ingest(
         source_bytes = source.id.bytes
         # Replays of a message run one after the other, so the second sees the first's row.
         _lock(_MESSAGE_LOCKS, {_lock_key(source_bytes + m.message_id.encode()) for m in kept})
-        with raw_cursor() as cursor:
-            cursor.execute(
-                "SELECT message_id FROM ingest_event WHERE source_id = %b "
-                "AND message_id = ANY(%b::varchar[])",
-                [source.id, [m.message_id for m in kept]],
-            )
-            existing = {row[0] for row in cursor.fetchall()}
+        existing = _stored_message_ids(source.id, [m.message_id for m in kept])
         fresh = [m for m in kept if m.message_id not in existing]
         result.duplicate += len(kept) - len(fresh)
 
