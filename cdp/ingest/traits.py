@@ -8,14 +8,17 @@ classes) to the plaintext `attributes`. The latest identify wins per field.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
+from cdp.crypto.fields import EncryptedField, Sealed
 from cdp.ingest.classification import Classes
 from cdp.ingest.models import PropertyClassKind
 from cdp.profiles.jurisdiction import country_code, jurisdiction_for
 from cdp.profiles.models import Customer, IdentityKind
-from cdp.profiles.resolution import Claim, Ident, identifier
+from cdp.profiles.resolution import Claim, Ident, identifier, raw_cursor
 
 _TRAIT_FIELDS = {
     "firstname": "first_name",
@@ -94,7 +97,12 @@ def profile_update_merge(into: dict[str, Any], update: dict[str, Any]) -> None:
 
 def profile_updates_apply(updates: dict[uuid.UUID, dict[str, Any]]) -> None:
     """Latest identify wins per field; one UPDATE per changed stored profile (encrypted columns
-    cannot be bulk-updated: each value is sealed for its own row)."""
+    cannot be bulk-updated: each value is sealed for its own row).
+
+    Most identifies repeat what the profile holds: the profiles are first compared in one raw
+    read (`_profiles_changing`), and only those that change are loaded as models and saved.
+    The data keys of the profiles are expected in the cache (the batch loaded them)."""
+    updates = {cid: updates[cid] for cid in _profiles_changing(updates)}
     if not updates:
         return
     # Only the columns the updates touch: fewer values to read and to decrypt.
@@ -134,3 +142,69 @@ def profile_initial_fields(update: dict[str, Any] | None) -> dict[str, Any]:
     values["traits"] = update.get("traits") or None
     values["attributes"] = update.get("attributes") or {}
     return values
+
+
+_ENCRYPTED_COLUMNS = {
+    f.name: f for f in Customer._meta.concrete_fields if isinstance(f, EncryptedField)
+}
+_INDEXED = {"email": "email_index", "phone": "phone_index"}
+
+
+def _profiles_changing(updates: dict[uuid.UUID, dict[str, Any]]) -> list[uuid.UUID]:
+    """The profiles of `updates` that some field of their update would change, compared on one
+    raw read of just the columns involved (no model instances). E-mail and phone compare by
+    blind index when the update carries one (an equal index is an equal normalised value, so
+    nothing is decrypted); other encrypted columns are opened only when present in an update,
+    exactly as the field opens them. A profile no longer stored is left out."""
+    if not updates:
+        return []
+    names = sorted({"country"}.union(*updates.values()))
+    columns = ", ".join(f'"{Customer._meta.get_field(name).column}"' for name in names)
+    with raw_cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, {columns} FROM profiles_customer WHERE id = ANY(%b::uuid[])",  # noqa: S608
+            [list(updates)],
+        )
+        rows = cursor.fetchall()
+    changing = []
+    for cid, *values in rows:
+        stored = dict(zip(names, values, strict=True))
+        if _changes(cid, stored, updates[cid]):
+            changing.append(cid)
+    return changing
+
+
+def _changes(cid: uuid.UUID, stored: dict[str, Any], update: dict[str, Any]) -> bool:
+    """Would `update` change the profile whose raw column values are `stored`?"""
+    row = SimpleNamespace(id=cid)  # what EncryptedField.open reads: subject and row id
+    for name, value in update.items():
+        if name in ("traits", "attributes"):
+            if not value:
+                continue
+            current = _column_value(row, name, stored[name]) or {}
+            if any(current.get(k) != v for k, v in value.items()):
+                return True
+            continue
+        index = _INDEXED.get(name)
+        if index is not None and update.get(index) is not None:
+            if stored[index] is not None and bytes(stored[index]) == update[index]:
+                continue  # same blind index: the same normalised value
+            return True
+        if _column_value(row, name, stored[name]) != value:
+            return True
+    return False
+
+
+def _column_value(row: SimpleNamespace, name: str, raw: Any) -> Any:
+    """A raw column value as the model attribute holds it: encrypted columns opened (as the
+    field opens them), JSON decoded (Django's connection reads jsonb as text), bytes as bytes."""
+    if raw is None:
+        return None
+    field = _ENCRYPTED_COLUMNS.get(name)
+    if field is not None:
+        return field.open(row, Sealed(bytes(raw)))  # type: ignore[arg-type]
+    if isinstance(raw, str) and name == "attributes":
+        return json.loads(raw)
+    if isinstance(raw, memoryview):
+        return bytes(raw)
+    return raw

@@ -180,6 +180,51 @@ def test_new_traits_are_classified(post):
     assert (customer.country, customer.jurisdiction) == ("DE", "gdpr")
 
 
+def test_a_repeated_identify_writes_nothing_and_a_changed_trait_updates_only_its_profile(post):
+    traits = {
+        "email": "Eleven@Shop.example",
+        "phone": "+44 20 7946 0011",
+        "firstName": "Ada",
+        "plan": "pro",
+        "shoe_size": 44,
+        "address": {"city": "London", "country": "GB"},
+    }
+    post("identify", message("identify", userId="u11", traits=traits))
+    post("identify", message("identify", userId="u12", traits={"email": "twelve@shop.example"}))
+    first = owner("user_id", "u11")
+    other = owner("user_id", "u12")
+
+    # The same traits again (the e-mail spelled as sent: it compares by blind index).
+    post("identify", message("identify", userId="u11", traits=traits))
+    assert Customer.objects.get(pk=first.pk).updated_at == first.updated_at
+
+    for changed in (
+        {"firstName": "Ada L."},
+        {"plan": "team"},
+        {"shoe_size": 45},
+        {"address": {"city": "Paris", "country": "FR"}},
+        {"email": "eleven@new.example"},
+        {"phone": "+44 20 7946 0012"},
+    ):
+        traits = {**traits, **changed}
+        post("identify", message("identify", userId="u11", traits=traits))
+
+    customer = Customer.objects.get(pk=first.pk)
+    assert customer.updated_at > first.updated_at
+    assert (customer.first_name, customer.email, customer.phone) == (
+        "Ada L.",
+        "eleven@new.example",
+        "+442079460012",
+    )
+    assert customer.email_index == identifier_index("email", "eleven@new.example")[1]
+    assert customer.phone_index == identifier_index("phone", "+442079460012")[1]
+    assert customer.attributes == {"plan": "team"}
+    assert customer.traits == {"shoe_size": 45}
+    assert customer.address == {"city": "Paris", "country": "FR"}
+    assert (customer.country, customer.jurisdiction) == ("FR", "gdpr")
+    assert Customer.objects.get(pk=other.pk).updated_at == other.updated_at
+
+
 def test_unmerge_from_the_admin_needs_the_permission_and_restores_the_profile(client, post):
     from django.contrib.auth.models import Group, User
 
