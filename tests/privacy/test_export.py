@@ -290,3 +290,28 @@ def test_csv_files_are_what_the_csv_module_writes(rows: list[dict[str, Any]]) ->
     for row in rows:
         writer.writerow([csv_safe(row.get(c)) for c in columns])
     assert export_csv(rows) == out.getvalue()
+
+
+def test_a_value_orjson_refuses_is_read_through_its_field(
+    subject: Any, source: Any, verified: Any, run: Any
+) -> None:
+    """Payloads are parsed together as one array; one that orjson refuses (NaN, which the
+    field's json.dumps writes) sends the column through each value's own parse, and the field's
+    open() for that one, withholding included."""
+    customer = subject(events=0, email="nan@example.com")
+    _events(
+        customer,
+        source,
+        [
+            {"payload": {"x": float("nan"), "password": "secret-nan"}},
+            {"payload": {"y": [1, "two"]}},
+        ],
+    )
+    request = run(verified("access", "nan@example.com"))
+    files = export_files(bytes(ExportPackage.objects.get(request=request).content))
+    rows = json.loads(files["package.json"])["records"]["ingest.Event"]["rows"]
+    assert sorted((r["payload"] for r in rows), key=len) == [
+        {"y": [1, "two"]},
+        {"x": None, "password": WITHHELD},
+    ]
+    assert b"secret-nan" not in b"".join(files.values())
