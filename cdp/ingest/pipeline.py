@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 from django.db import transaction
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from cdp.audit.services import actor_for_source, audit_record
 from cdp.crypto import aead
@@ -152,14 +154,15 @@ _UUID7_MASK = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
 _UUID7_BITS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
 
 
-def _time_ordered_uuids(count: int) -> list[uuid.UUID]:
-    """UUIDv7s (48-bit milliseconds, then random bits): new rows land at the right edge of
-    the primary-key index instead of at random pages, which keeps the INSERT cheap. The random
-    bits of the whole batch come from one read of the system's generator."""
+def _time_ordered_ids(count: int) -> list[bytes]:
+    """UUIDv7s (48-bit milliseconds, then random bits) as their 16 bytes: new rows land at the
+    right edge of the primary-key index instead of at random pages, which keeps the INSERT
+    cheap. The random bits of the whole batch come from one read of the system's generator;
+    the bytes go to the COPY and the associated data as they are (no UUID objects)."""
     stamp = (time.time_ns() // 1_000_000) << 80 | _UUID7_BITS
     pool = os.urandom(10 * count)
     return [
-        uuid.UUID(int=stamp | (int.from_bytes(pool[i : i + 10], "big") & _UUID7_MASK))
+        (stamp | (int.from_bytes(pool[i : i + 10], "big") & _UUID7_MASK)).to_bytes(16, "big")
         for i in range(0, 10 * count, 10)
     ]
 
@@ -171,14 +174,6 @@ def _payload_bytes(raw: dict[str, Any]) -> bytes:
         return orjson.dumps(raw)
     except orjson.JSONEncodeError:
         return _PAYLOAD.to_bytes(raw)
-
-
-def _seal_payload(key: DataKey, row_id: uuid.UUID, plaintext: bytes, nonce: bytes) -> bytes:
-    """The ciphertext `Event.payload` stores: exactly what `EncryptedField.seal` makes (the
-    subject's data key, associated data binding header, table, column, subject and row), for
-    bytes already serialised once; `nonce` is one of the batch's `aead.nonces`."""
-    aad = key.aad_prefix(_PAYLOAD.where) + row_id.bytes
-    return aead.seal_with_nonce(key.cipher, key.header, nonce, plaintext, aad)
 
 
 def _batch_keys(customer_ids: set[uuid.UUID]) -> dict[uuid.UUID, DataKey]:
@@ -231,24 +226,27 @@ def _event_rows(
     table: Classes,
     keys: dict[uuid.UUID, DataKey],
 ) -> list[tuple[Any, ...]]:
-    """The batch's `ingest_event` rows, in `_COPY` column order (properties as a dict), sealed
-    under the customers' data keys (`_batch_keys`)."""
+    """The batch's `ingest_event` rows, in `_COPY` column order (ids as their 16 bytes,
+    properties as a dict), sealed under the customers' data keys (`_batch_keys`)."""
     rows = []
-    source_id = source.id
+    source_id = source.id.bytes
     count = len(messages)
+    where = _PAYLOAD.where
+    seal = aead.seal_with_nonce
     for message, row_id, nonce in zip(
-        messages, _time_ordered_uuids(count), aead.nonces(count), strict=True
+        messages, _time_ordered_ids(count), aead.nonces(count), strict=True
     ):
-        customer_id = customer_of[message.index]
+        key = keys[customer_of[message.index]]
         properties = message.properties
         currency = properties.get("currency")
         product = properties.get("product_id", properties.get("sku"))
+        aad = (key._prefixes.get(where) or key.aad_prefix(where)) + row_id
         rows.append(
             (
                 row_id,
                 source_id,
                 message.message_id,
-                customer_id,
+                key.subject,  # the customer id's 16 bytes
                 message.type,
                 message.name,
                 message.timestamp,
@@ -256,11 +254,11 @@ def _event_rows(
                 message.sent_at,
                 received_at,
                 message.clamped,
-                _amount(properties),
+                _amount(properties) if properties else None,
                 currency.upper()[:3] if isinstance(currency, str) else "",
                 _text(product, 255),
-                non_personal_properties(properties, table),
-                _seal_payload(keys[customer_id], row_id, _payload_bytes(message.raw), nonce),
+                non_personal_properties(properties, table) if properties else {},
+                seal(key.cipher, key.header, nonce, _payload_bytes(message.raw), aad),
             )
         )
     return rows
@@ -306,6 +304,7 @@ def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
 
     with raw_cursor() as cursor:
         psycopg.types.json.set_json_dumps(_json_bytes, context=cursor)
+        cursor.adapters.register_dumper(uuid.UUID, _UUIDBytesDumper)
         try:
             with cursor.copy(_COPY) as copy:
                 copy.set_types(_COPY_TYPES)
@@ -318,14 +317,32 @@ def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
     return {row[2] for row in rows}
 
 
+class _UUIDBytesDumper(Dumper):
+    """Binary uuid that also takes the 16 bytes themselves (the rows' ids), for the COPY."""
+
+    format = Format.BINARY
+    oid = 2950  # uuid
+
+    def dump(self, obj: Any) -> bytes:
+        return obj if obj.__class__ is bytes else obj.bytes
+
+
 def _insert_events(rows: list[tuple[Any, ...]]) -> set[str]:
     """One INSERT ... ON CONFLICT DO NOTHING for the batch; returns the message ids actually
     inserted (a conflict is a duplicate that raced past the check)."""
     columns: list[list[Any]] = [[] for _ in range(14)]
     source_id = received_at = None
     for row in rows:
-        source_id, received_at = row[1], row[9]
-        values = (*row[:1], *row[2:9], *row[10:14], _json_text(row[14]), row[15])
+        source_id, received_at = uuid.UUID(bytes=row[1]), row[9]
+        values = (
+            uuid.UUID(bytes=row[0]),
+            row[2],
+            uuid.UUID(bytes=row[3]),
+            *row[4:9],
+            *row[10:14],
+            _json_text(row[14]),
+            row[15],
+        )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     with raw_cursor() as cursor:
