@@ -18,12 +18,14 @@ import hashlib
 import io
 import itertools
 import json
+import operator
 import re
 import secrets
 import types
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
@@ -63,15 +65,26 @@ LINK_SALT = "cdp.privacy.export-link"
 WITHHELD = "[withheld: 11 CCR 7024(d)]"
 # Keys naming the items of 11 CCR 7024(d), matched after lower-casing and dropping all but a-z.
 _WITHHELD_NAMES = (
-    "ssn|socialsecurity|passport|driverslicen[cs]e|nationalid|taxid|governmentid|password|"
-    "passwd|securityquestion|securityanswer"
+    "ssn",
+    "socialsecurity",
+    "passport",
+    "driverslicense",
+    "driverslicence",
+    "nationalid",
+    "taxid",
+    "governmentid",
+    "password",
+    "passwd",
+    "securityquestion",
+    "securityanswer",
 )
-_WITHHELD_KEYS = re.compile(_WITHHELD_NAMES + "|pin$")
-# The same names in serialised JSON reduced to letters and quotes (a key ends at its quote).
-_KEYS_FOUND = re.compile((_WITHHELD_NAMES + '|pin"').encode())
+_WITHHELD_KEYS = re.compile("|".join(_WITHHELD_NAMES) + "|pin$")
+# The same names in serialised JSON reduced to letters and quotes (a key ends at its quote),
+# looked for as plain substrings: a regex alternation read a column at a tenth of the speed.
+_KEYS_FOUND = (*(n.encode() for n in _WITHHELD_NAMES), b'pin"')
 _NOT_KEY_TEXT = bytes(sorted(set(range(256)) - set(b'abcdefghijklmnopqrstuvwxyz"')))
 _FORMULA_START = frozenset("=+-@\t\r")
-_CSV_SPECIAL = re.compile(r'[,"\r\n]')
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')  # what makes csv.writer quote a cell
 _EXPLAINING_FIELDS = ("rule", "definition", "conditions", "description", "algorithm", "params")
 
 # The documented shape of package.json (also written into the zip as schema.json).
@@ -103,7 +116,8 @@ def _may_withhold(raw: bytes) -> bool:
     text could hide or make letters, so such values are always walked."""
     if not raw.isascii() or b"\\" in raw:
         return True
-    return _KEYS_FOUND.search(raw.lower().translate(None, _NOT_KEY_TEXT)) is not None
+    letters = raw.lower().translate(None, _NOT_KEY_TEXT)
+    return any(name in letters for name in _KEYS_FOUND)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -144,12 +158,10 @@ def _plain(value: Any) -> Any:
 # a fifth of an export): ids as text, timestamps as `datetime.isoformat()` writes them in UTC
 # (microseconds only when not zero).
 _ISO_UTC = (
-    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
-    "to_char({0} AT TIME ZONE 'UTC', 'US') = '000000' THEN '' ELSE "
-    "to_char({0} AT TIME ZONE 'UTC', '.US') END || '+00:00'"
+    "replace(to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), "
+    "'.000000+', '+')"
 )
-# Returned by psycopg as JSON-ready values.
-_NATIVE_TYPES = frozenset(
+_INTEGER_TYPES = frozenset(
     {
         "AutoField",
         "BigAutoField",
@@ -160,6 +172,11 @@ _NATIVE_TYPES = frozenset(
         "PositiveIntegerField",
         "PositiveBigIntegerField",
         "PositiveSmallIntegerField",
+    }
+)
+# Returned by psycopg as JSON-ready values.
+_NATIVE_TYPES = _INTEGER_TYPES | frozenset(
+    {
         "BooleanField",
         "FloatField",
         "CharField",
@@ -193,6 +210,7 @@ class _Plan:
     relations: tuple[tuple[int, type[models.Model], str], ...]  # (column, model, to_field)
     uuid_columns: frozenset[int]  # columns holding a UUID as text
     pk: str  # attname of the primary key
+    sort: int | None  # the column to sort the rows by in Python (else the statement orders them)
 
 
 _plans: dict[tuple[Any, ...], _Plan] = {}
@@ -256,9 +274,14 @@ def _plan(model: type[models.Model], by: models.Field) -> _Plan:
                     isinstance(f, EncryptedJSONField),
                 )
             )
+    # Primary-key order. Ids and integers sort in Python as PostgreSQL sorts them (a UUID's
+    # text in byte order), and cheaper: the server sorted the wide rows on disk past work_mem.
+    pk_kind = meta.pk.get_internal_type()
+    sort = index[meta.pk.attname] if pk_kind == "UUIDField" or pk_kind in _INTEGER_TYPES else None
+    order = "" if sort is not None else f" ORDER BY {q(meta.pk.column)}"
     sql = (
         f"SELECT {', '.join(columns)} FROM {q(meta.db_table)} "  # noqa: S608
-        f"WHERE {q(by.column)} = ANY(%s) ORDER BY {q(meta.pk.column)}"
+        f"WHERE {q(by.column)} = ANY(%s){order}"
     )
     plan = _plans[cache_key] = _Plan(
         sql,
@@ -269,6 +292,7 @@ def _plan(model: type[models.Model], by: models.Field) -> _Plan:
         tuple(relations),
         frozenset(uuids),
         meta.pk.attname,
+        sort,
     )
     return plan
 
@@ -389,6 +413,8 @@ def _rows(
         rows = [list(values) for values in cursor.fetchall()]
     if not rows:
         return []
+    if plan.sort is not None:
+        rows.sort(key=operator.itemgetter(plan.sort))
     for i in plan.json:  # read as text: Django's loader was the slowest step of an export
         _json_column(rows, i, [values[i] for values in rows], _loads)
     if plan.sealed:
@@ -543,9 +569,9 @@ def export_build(*, request: DataSubjectRequest) -> dict[str, Any]:
         for e in export_explainers()
     }
     events = records.get("ingest.Event", {}).get("rows", [])
-    sources = sorted(
-        {str(e["source"]["label"]) for e in events if isinstance(e.get("source"), dict)}
-    )
+    # Rows of one source share its description: distinct objects first, then their labels.
+    described = {id(s): s for s in map(operator.methodcaller("get", "source"), events)}
+    sources = sorted({str(s["label"]) for s in described.values() if isinstance(s, dict)})
     return {
         "schema": SCHEMA_VERSION,
         "generated_at": timezone.now().isoformat(),
@@ -582,7 +608,6 @@ def csv_safe(value: Any) -> str:
     return text
 
 
-_FORMULA_PREFIXES = tuple(_FORMULA_START)
 _sorted_json = functools.partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
 
 
@@ -612,14 +637,19 @@ def _csv_cells(values: Sequence[Any]) -> list[str]:
         cells = _json_texts(values)
     else:
         cells = [v if v.__class__ is str else "" if v is None else csv_safe(v) for v in values]
-    if any(map(str.startswith, cells, repeat(_FORMULA_PREFIXES))):
-        cells = ["'" + c if c.startswith(_FORMULA_PREFIXES) else c for c in cells]
-    joined = "\x00".join(cells)
-    if not _CSV_SPECIAL.search(joined):
+    # Each cell behind a NUL: a cell's first character is the one after a NUL (a NUL inside a
+    # cell can only make the tests below say yes where the exact step then finds nothing).
+    joined = "\x00" + "\x00".join(cells)
+    if any("\x00" + c in joined for c in _FORMULA_START):
+        cells = ["'" + c if c[:1] in _FORMULA_START else c for c in cells]
+        joined = "\x00" + "\x00".join(cells)
+    if not any(special in joined for special in ',"\r\n'):
         return cells
-    if all(map(_CSV_SPECIAL.search, cells)) and joined.count("\x00") == len(cells) - 1:
+    if joined.count("\x00") == len(cells) and (
+        all(map(operator.contains, cells, repeat('"'))) or all(map(_CSV_SPECIAL.search, cells))
+    ):
         # Every cell is quoted: once over the column, split again at the separators.
-        return ('"' + joined.replace('"', '""').replace("\x00", '"\x00"') + '"').split("\x00")
+        return ('"' + joined[1:].replace('"', '""').replace("\x00", '"\x00"') + '"').split("\x00")
     return ['"' + c.replace('"', '""') + '"' if _CSV_SPECIAL.search(c) else c for c in cells]
 
 
@@ -642,15 +672,18 @@ def export_csv(rows: list[dict[str, Any]]) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def _csv_files(document: dict[str, Any]) -> dict[str, str]:
-    files = {"csv/profiles.csv": export_csv(document["profiles"])}
+def _csv_files(document: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(name, text) of each CSV file, built one at a time."""
+    yield "csv/profiles.csv", export_csv(document["profiles"])
     for label, section in document["records"].items():
-        files[f"csv/{label.replace('.', '_').lower()}.csv"] = export_csv(section["rows"])
-    files["csv/consent_history.csv"] = export_csv(
-        [{k: v for k, v in e.items() if k != "receipt"} for e in document["consent_history"]]
+        yield f"csv/{label.replace('.', '_').lower()}.csv", export_csv(section["rows"])
+    yield (
+        "csv/consent_history.csv",
+        export_csv(
+            [{k: v for k, v in e.items() if k != "receipt"} for e in document["consent_history"]]
+        ),
     )
-    files["csv/request_history.csv"] = export_csv(document["request_history"])
-    return files
+    yield "csv/request_history.csv", export_csv(document["request_history"])
 
 
 HTML_ROWS = 50
@@ -733,13 +766,25 @@ def export_html(document: dict[str, Any]) -> str:
 
 
 def export_zip(document: dict[str, Any]) -> bytes:
+    """The package as a zip (deflate level 1: level 6 took three times as long for a fifth
+    less). One thread writes the files in order while this one builds the next: deflate and
+    CRC release the GIL, so compressing package.json overlaps with writing the CSV files."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        archive.writestr("package.json", orjson.dumps(document, option=orjson.OPT_INDENT_2))
-        archive.writestr("schema.json", json.dumps(EXPORT_SCHEMA, indent=2))
-        for name, text in _csv_files(document).items():
-            archive.writestr(name, text)
-        archive.writestr("report.html", export_html(document))
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-zip") as writer,
+    ):
+        written = [
+            writer.submit(
+                archive.writestr, "package.json", orjson.dumps(document, option=orjson.OPT_INDENT_2)
+            ),
+            writer.submit(archive.writestr, "schema.json", json.dumps(EXPORT_SCHEMA, indent=2)),
+        ]
+        for name, text in _csv_files(document):
+            written.append(writer.submit(archive.writestr, name, text))
+        written.append(writer.submit(archive.writestr, "report.html", export_html(document)))
+        for done in written:
+            done.result()  # the first failure, raised here
     return buffer.getvalue()
 
 
