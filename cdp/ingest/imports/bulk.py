@@ -1,40 +1,167 @@
-"""Bulk writes of new profiles, identities and source records with COPY.
+"""Bulk writes of new profiles, identities and source records with binary COPY.
 
 The set-based twin of `customers_create_many` for imports: the same rows (data keys first, every
-personal value sealed for its own row and subject by the model field itself), written with
-PostgreSQL COPY inside the caller's transaction. Django's `bulk_create` builds each chunk's
-INSERT client-side, which cost three quarters of an import's time (bench/import.py).
+personal value sealed for its own row and subject), written with PostgreSQL's binary COPY inside
+the caller's transaction. Django's `bulk_create` built each chunk's INSERT client-side, which
+cost three quarters of an import's time; the text COPY that replaced it spent a third of the rest
+escaping ciphertexts to hex and sealing each value through the model field one at a time.
+
+Values are sealed here exactly as `EncryptedField.seal` seals them (the subject's data key; the
+associated data binds header, table, column, subject and row; a fresh random nonce per value),
+with the chunk's data keys looked up once and the nonces drawn from the system's generator in
+blocks. JSON goes through orjson (the field's own serialiser for what orjson refuses).
 """
 
 from __future__ import annotations
 
-import json
+import os
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from django.utils import timezone
 
-from cdp.crypto.subject_keys import subject_keys_create, subject_keys_load
+from cdp.crypto import aead
+from cdp.crypto.fields import EncryptedField
+from cdp.crypto.subject_keys import (
+    DataKey,
+    cached_key,
+    subject_key_get_or_create,
+    subject_keys_create,
+    subject_keys_load,
+)
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus, Identity, SourceRecord
 from cdp.profiles.resolution import raw_cursor
 
-_CUSTOMER_SEALED = ("email", "phone", "first_name", "last_name", "birth_date", "address", "traits")
+_CUSTOMER_COLUMNS = (
+    "id",
+    "status",
+    "jurisdiction",
+    "country",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "birth_date",
+    "address",
+    "traits",
+    "email_index",
+    "phone_index",
+    "attributes",
+    "merged_into_id",
+    "created_at",
+    "updated_at",
+)
+_CUSTOMER_TYPES = (
+    "uuid",
+    "text",
+    "text",
+    "text",
+    *["bytea"] * 7,
+    "bytea",
+    "bytea",
+    "jsonb",
+    "uuid",
+    "timestamptz",
+    "timestamptz",
+)
+_IDENTITY_COLUMNS = ("id", "customer_id", "kind", "namespace", "value", "value_index", "created_at")
+_IDENTITY_TYPES = ("uuid", "uuid", "text", "text", "bytea", "bytea", "timestamptz")
+_RECORD_COLUMNS = (
+    "id",
+    "customer_id",
+    "source_name",
+    "job_id",
+    "row_number",
+    "row_index",
+    "content_index",
+    "data",
+    "created_at",
+)
+_RECORD_TYPES = ("uuid", "uuid", "text", "uuid", "int8", "bytea", "bytea", "bytea", "timestamptz")
+
+_UUID7_MASK = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
+_UUID7_BITS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
+_NONCE_BLOCK = 4_096
 
 
-class _Holder:
-    """What an encrypted field reads to seal a value: the subject's and the row's ids."""
+def _row_ids(count: int) -> list[uuid.UUID]:
+    """UUIDv7s for the chunk's new identity and lineage rows (internal ids, never shown): they
+    land at the right edge of the primary-key index instead of at random pages, and their random
+    bits come from one read of the system's generator."""
+    stamp = (time.time_ns() // 1_000_000) << 80 | _UUID7_BITS
+    pool = os.urandom(10 * count)
+    return [
+        uuid.UUID(int=stamp | (int.from_bytes(pool[i : i + 10], "big") & _UUID7_MASK))
+        for i in range(0, 10 * count, 10)
+    ]
 
-    def __init__(self, **ids: Any) -> None:
-        self.__dict__.update(ids)
+
+class _Sealer:
+    """`EncryptedField.seal` for many values: each value gets its own fresh random nonce, taken
+    from blocks read from the system's generator at once (`aead.nonces`)."""
+
+    def __init__(self) -> None:
+        self._nonces: list[bytes] = []
+
+    def seal(self, key: DataKey, where: bytes, row: bytes, plaintext: bytes) -> bytes:
+        if not self._nonces:
+            self._nonces = aead.nonces(_NONCE_BLOCK)
+        aad = (key._prefixes.get(where) or key.aad_prefix(where)) + row
+        return aead.seal_with_nonce(key.cipher, key.header, self._nonces.pop(), plaintext, aad)
 
 
-def _copy(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def _json(field: EncryptedField, value: Any) -> bytes:
+    """What the JSON field stores for `value` (its `from_bytes` reads either serialisation)."""
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return field.to_bytes(value)
+
+
+def _json_bytes(value: Any) -> bytes:
+    """The `attributes` column (jsonb)."""
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        import json
+
+        return json.dumps(value, ensure_ascii=False).encode()
+
+
+def _keys(subject_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DataKey]:
+    """The data key of every subject, held for the chunk (one query for those not cached)."""
+    keys: dict[uuid.UUID, DataKey] = {}
+    missing = []
+    for sid in set(subject_ids):
+        key = cached_key(sid)
+        if key is None:
+            missing.append(sid)
+        else:
+            keys[sid] = key
+    if missing:
+        subject_keys_load(missing)
+        for sid in missing:
+            keys[sid] = cached_key(sid) or subject_key_get_or_create(sid)
+    return keys
+
+
+def _copy(table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
+    import psycopg
+
     with raw_cursor() as cursor:
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        psycopg.types.json.set_json_dumps(_json_bytes, context=cursor)
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with cursor.copy(statement) as copy:
+            copy.set_types(list(types))
             for row in rows:
                 copy.write_row(row)
+
+
+_TEXT_SEALED = ("email", "phone", "first_name", "last_name")
 
 
 def customers_copy(new_customers: dict[uuid.UUID, dict[str, Any]]) -> None:
@@ -42,54 +169,68 @@ def customers_copy(new_customers: dict[uuid.UUID, dict[str, Any]]) -> None:
     if not new_customers:
         return
     subject_keys_create(new_customers)
-    fields = {name: Customer._meta.get_field(name) for name in _CUSTOMER_SEALED}
+    keys = _keys(new_customers)
+    fields = {name: Customer._meta.get_field(name) for name in _CUSTOMER_COLUMNS[4:11]}
+    where = {name: field.where for name, field in fields.items()}
+    sealer = _Sealer()
     now = timezone.now()
-
-    def rows() -> Iterable[Sequence[Any]]:
-        for cid, values in new_customers.items():
-            holder = _Holder(id=cid)
-            country = values.get("country") or ""
-            sealed = {}
-            for name, field in fields.items():
-                value = values.get(name)
-                sealed[name] = None if value is None else field.seal(holder, value).blob
-            yield (
+    jurisdictions: dict[str, str] = {}
+    rows = []
+    for cid, values in new_customers.items():
+        key = keys[cid]
+        country = values.get("country") or ""
+        jurisdiction = jurisdictions.get(country)
+        if jurisdiction is None:
+            jurisdiction = jurisdictions[country] = str(jurisdiction_for(country))
+        sealed: list[bytes | None] = []
+        for name in _TEXT_SEALED:
+            value = values.get(name)
+            if value is None:
+                sealed.append(None)
+            else:
+                plaintext = fields[name].to_bytes(value)
+                sealed.append(sealer.seal(key, where[name], key.subject, plaintext))
+        for name in ("birth_date", "address", "traits"):
+            value = values.get(name)
+            if value is None:
+                sealed.append(None)
+            else:
+                field = fields[name]
+                plaintext = field.to_bytes(value) if name == "birth_date" else _json(field, value)
+                sealed.append(sealer.seal(key, where[name], key.subject, plaintext))
+        rows.append(
+            (
                 cid,
-                CustomerStatus.ACTIVE,
-                jurisdiction_for(country),
+                CustomerStatus.ACTIVE.value,
+                jurisdiction,
                 country,
-                *(sealed[name] for name in _CUSTOMER_SEALED),
+                *sealed,
                 values.get("email_index"),
                 values.get("phone_index"),
-                json.dumps(values.get("attributes") or {}),
+                values.get("attributes") or {},
                 None,
                 now,
                 now,
             )
-
-    columns = [f.column for f in Customer._meta.local_concrete_fields]
-    _copy(Customer._meta.db_table, columns, rows())
+        )
+    _copy(Customer._meta.db_table, _CUSTOMER_COLUMNS, _CUSTOMER_TYPES, rows)
 
 
 def identities_copy(identities: Sequence[tuple[str, str, str, bytes, uuid.UUID]]) -> None:
     """(kind, namespace, normalised value, blind index, customer id) rows, in one COPY."""
     if not identities:
         return
-    subject_keys_load({cid for *_, cid in identities})
-    field = Identity._meta.get_field("value")
+    keys = _keys(cid for *_, cid in identities)
+    where = Identity._meta.get_field("value").where
+    sealer = _Sealer()
     now = timezone.now()
-
-    def rows() -> Iterable[Sequence[Any]]:
-        for kind, namespace, value, index, cid in identities:
-            iid = uuid.uuid4()
-            blob = field.seal(_Holder(customer_id=cid, id=iid), value).blob
-            yield (iid, cid, kind, namespace, blob, index, now)
-
-    _copy(
-        Identity._meta.db_table,
-        ["id", "customer_id", "kind", "namespace", "value", "value_index", "created_at"],
-        rows(),
-    )
+    rows = []
+    for (kind, namespace, value, index, cid), iid in zip(
+        identities, _row_ids(len(identities)), strict=True
+    ):
+        blob = sealer.seal(keys[cid], where, iid.bytes, value.encode("utf-8"))
+        rows.append((iid, cid, kind, namespace, blob, index, now))
+    _copy(Identity._meta.db_table, _IDENTITY_COLUMNS, _IDENTITY_TYPES, rows)
 
 
 def source_records_copy(records: Sequence[dict[str, Any]]) -> None:
@@ -97,17 +238,19 @@ def source_records_copy(records: Sequence[dict[str, Any]]) -> None:
     data), the data sealed under the customer's key, in one COPY."""
     if not records:
         return
-    subject_keys_load({r["customer_id"] for r in records})
+    keys = _keys(r["customer_id"] for r in records)
     field = SourceRecord._meta.get_field("data")
+    where = field.where
+    sealer = _Sealer()
     now = timezone.now()
-
-    def rows() -> Iterable[Sequence[Any]]:
-        for r in records:
-            rid = uuid.uuid4()
-            blob = field.seal(_Holder(customer_id=r["customer_id"], id=rid), r["data"]).blob
-            yield (
+    rows = []
+    for r, rid in zip(records, _row_ids(len(records)), strict=True):
+        cid = r["customer_id"]
+        blob = sealer.seal(keys[cid], where, rid.bytes, _json(field, r["data"]))
+        rows.append(
+            (
                 rid,
-                r["customer_id"],
+                cid,
                 r["source_name"],
                 r["job_id"],
                 r["row_number"],
@@ -116,6 +259,5 @@ def source_records_copy(records: Sequence[dict[str, Any]]) -> None:
                 blob,
                 now,
             )
-
-    columns = [f.column for f in SourceRecord._meta.local_concrete_fields]
-    _copy(SourceRecord._meta.db_table, columns, rows())
+        )
+    _copy(SourceRecord._meta.db_table, _RECORD_COLUMNS, _RECORD_TYPES, rows)
