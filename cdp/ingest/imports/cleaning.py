@@ -205,11 +205,15 @@ def clean_identifier(value: str) -> str:
     return text
 
 
+_INTEGER = re.compile(r"[+-]?\d{1,15}")
+_DECIMAL = re.compile(r"[+-]?\d{0,15}\.\d{1,10}")
+
+
 def typed_attribute(value: str) -> object:
     """Attributes keep their type: integers, decimals (as numbers), booleans, else text."""
     text = value.strip()
-    if re.fullmatch(r"[+-]?\d{1,15}", text):
+    if _INTEGER.fullmatch(text):
         return int(text)
-    if re.fullmatch(r"[+-]?\d{0,15}\.\d{1,10}", text):
+    if _DECIMAL.fullmatch(text):
         return float(text)
     return text

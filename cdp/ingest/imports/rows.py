@@ -21,7 +21,6 @@ from cdp.ingest.imports.cleaning import (
     clean_date,
     clean_datetime,
     clean_decimal,
-    clean_email,
     clean_identifier,
     clean_int,
     refuse_formula,
@@ -104,9 +103,13 @@ class TransactionRow:
     record: dict[str, Any]
 
 
+# json.dumps(values, sort_keys=True, default=str, ensure_ascii=False), without building the
+# encoder per call: the fingerprint must stay byte-for-byte what earlier imports stored.
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False)
+
+
 def _fingerprint(values: dict[str, Any], domain: str) -> bytes:
-    text = json.dumps(values, sort_keys=True, default=str, ensure_ascii=False)
-    return blind_index(text, domain=domain)
+    return blind_index(_FINGERPRINT_JSON.encode(values), domain=domain)
 
 
 def _cells(raw: RawRow, ctx: Context, errors: list[RowError]) -> dict[str, tuple[str, str]]:
@@ -138,10 +141,17 @@ def _cells(raw: RawRow, ctx: Context, errors: list[RowError]) -> dict[str, tuple
 
 
 IDENT_MEMO_SIZE = 20_000
+# Identity kinds as plain strings: they key the planner's dictionaries, and hashing an enum
+# member runs Python code.
+_EXTERNAL_ID = IdentityKind.EXTERNAL_ID.value
+_EMAIL = IdentityKind.EMAIL.value
+_PHONE = IdentityKind.PHONE.value
+_ANONYMOUS_ID = IdentityKind.ANONYMOUS_ID.value
 
 
 def _ident(kind: str, value: str, region: str | None, ctx: Context) -> Ident:
-    """The normalised identifier and its blind index, memoised for the run (bounded)."""
+    """The normalised identifier and its blind index, memoised for the run (bounded) by the
+    cell's text: a value seen before is neither normalised nor indexed again."""
     key = (kind, value, region)
     ident = ctx.idents.get(key)
     if ident is None:
@@ -165,7 +175,7 @@ def _identifiers(
         value = clean_identifier(text)
         try:
             refuse_formula(value)
-            ident = _ident(IdentityKind.EXTERNAL_ID, value, None, ctx)
+            ident = _ident(_EXTERNAL_ID, value, None, ctx)
             record["customer_id"] = value
             if ident.normalized.lower() not in JUNK_IDS:
                 idents.append(RowIdent("customer_id", ctx.source_name, ident))
@@ -176,20 +186,23 @@ def _identifiers(
     if "email" in cells:
         header, text = cells["email"]
         try:
-            ident = _ident(IdentityKind.EMAIL, clean_email(text), None, ctx)
+            # identifier_index normalises as clean_email does (trimmed, lower-cased, refused
+            # when plainly not an address), so the cell's text is the memo's key.
+            ident = _ident(_EMAIL, text, None, ctx)
             fields["email"], fields["email_index"] = ident.normalized, ident.index
             record["email"] = ident.normalized
-            if not is_blocked(IdentityKind.EMAIL, ident.normalized, ctx.blocked):
+            if not is_blocked(_EMAIL, ident.normalized, ctx.blocked):
                 idents.append(RowIdent("email", "", ident))
-        except CellError as exc:
+        except NormalizationError:
+            exc = CellError("invalid_email", "not a valid e-mail address")
             errors.append(RowError(number, header, exc.code, exc.reason))
     if "phone" in cells:
         header, text = cells["phone"]
         try:
-            ident = _ident(IdentityKind.PHONE, text, ctx.region, ctx)
+            ident = _ident(_PHONE, text, ctx.region, ctx)
             fields["phone"], fields["phone_index"] = ident.normalized, ident.index
             record["phone"] = ident.normalized
-            if not is_blocked(IdentityKind.PHONE, ident.normalized, ctx.blocked):
+            if not is_blocked(_PHONE, ident.normalized, ctx.blocked):
                 idents.append(RowIdent("phone", "", ident))
         except NormalizationError:
             reason = "not a valid phone number" + (
@@ -250,9 +263,9 @@ def clean_profile(raw: RawRow, ctx: Context) -> ProfileRow | list[RowError]:
                 "no usable customer id, e-mail or phone (missing, invalid or a placeholder)",
             )
         )
-    now = dt.datetime.now(dt.UTC)
+    latest = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5) if consent_dates else None
     for purpose, at in consent_dates.items():
-        if at > now + dt.timedelta(minutes=5):
+        if latest is not None and at > latest:
             header = next(h for h, t in ctx.mapping.items() if t == f"consent_date:{purpose}")
             errors.append(RowError(raw.number, header, "future_date", "consent date in the future"))
     if errors:
@@ -322,7 +335,7 @@ def clean_transaction(raw: RawRow, ctx: Context) -> TransactionRow | list[RowErr
     currency = values.get("currency") or currency or ctx.currency
     anonymous = not idents
     if anonymous:
-        ident = _ident(IdentityKind.ANONYMOUS_ID, f"invoice:{values['invoice']}", None, ctx)
+        ident = _ident(_ANONYMOUS_ID, f"invoice:{values['invoice']}", None, ctx)
         idents = [RowIdent("anonymous", ctx.source_name, ident)]
     record.update(
         {
