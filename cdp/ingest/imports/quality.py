@@ -10,7 +10,9 @@ is plain JSON, saved with every chunk, so a resumed job continues the same repor
 from __future__ import annotations
 
 import math
+import operator
 import random
+from collections.abc import Iterable
 from typing import Any
 
 RESERVOIR = 2_000
@@ -24,6 +26,29 @@ def new_state() -> dict[str, Any]:
 def observe_presence(state: dict[str, Any], header: str, present: bool) -> None:
     bucket = state["present" if present else "missing"]
     bucket[header] = bucket.get(header, 0) + 1
+
+
+def observe_presence_rows(
+    state: dict[str, Any], headers: list[str], rows: Iterable[list[str]]
+) -> None:
+    """`observe_presence` for every cell of many rows (rows without one cell per header are
+    skipped), counted per column first: a chunk adds to the state once per column."""
+    width = len(headers)
+    present = [0] * width
+    complete = 0
+    for values in rows:
+        if len(values) == width:
+            complete += 1
+            present = list(map(operator.add, present, map(bool, map(str.strip, values))))
+    if not complete:
+        return
+    for header, count in zip(headers, present, strict=True):
+        if count:
+            bucket = state["present"]
+            bucket[header] = bucket.get(header, 0) + count
+        if complete - count:
+            bucket = state["missing"]
+            bucket[header] = bucket.get(header, 0) + complete - count
 
 
 def observe_number(state: dict[str, Any], name: str, value: float, rng: random.Random) -> None:

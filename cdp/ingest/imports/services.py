@@ -29,6 +29,7 @@ from django.utils import timezone
 from cdp.audit.services import audit_record
 from cdp.env import env_int
 from cdp.ingest.imports import quality
+from cdp.ingest.imports.chunks import Chunk, import_chunks
 from cdp.ingest.imports.mapping import guess_mapping, validate_mapping
 from cdp.ingest.imports.process import ChunkResult, profiles_chunk, transactions_chunk
 from cdp.ingest.imports.reader import (
@@ -386,10 +387,7 @@ class _Runner:
         self.rng = random.Random(job.id.int ^ job.rows_done)  # noqa: S311 (sampling, not secrets)
         self.position = 0
 
-    def _observe(self, state: dict[str, Any], raw: RawRow, clean: Any) -> None:
-        if len(raw.values) == len(self.ctx.headers):
-            for header, value in zip(self.ctx.headers, raw.values, strict=True):
-                quality.observe_presence(state, header, bool(value.strip()))
+    def _observe(self, state: dict[str, Any], clean: Any) -> None:
         if isinstance(clean, TransactionRow):
             quality.observe_number(state, "quantity", float(clean.quantity), self.rng)
             quality.observe_number(state, "amount", float(clean.amount), self.rng)
@@ -401,8 +399,10 @@ class _Runner:
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         quality.observe_number(state, key, float(value), self.rng)
 
-    def commit(self, batch: list[RawRow], started: float) -> None:
-        """Clean and write one chunk, and advance the job, in one transaction."""
+    def commit(self, chunk: Chunk, started: float) -> None:
+        """Write one cleaned chunk, and advance the job, in one transaction."""
+        batch = chunk.rows
+        self.position = chunk.position
         expected = self.job.rows_done
         for attempt in range(3):
             state = copy.deepcopy(self.state)
@@ -413,9 +413,11 @@ class _Runner:
                     if locked.rows_done != expected or locked.status != ImportStatus.RUNNING:
                         raise Superseded
                     good = []
-                    for raw in batch:
-                        clean = self.clean(raw, self.ctx)
-                        self._observe(state, raw, clean)
+                    quality.observe_presence_rows(
+                        state, self.ctx.headers, (raw.values for raw in batch)
+                    )
+                    for clean in chunk.cleaned:
+                        self._observe(state, clean)
                         if isinstance(clean, list):
                             result.rejected += 1
                             result.errors.extend(clean)
@@ -527,29 +529,24 @@ def import_job_run(*, job_id: uuid.UUID | str, actor: str = "system:import") -> 
     size = chunk_rows()
     try:
         with _open(job) as reader:
-            stream = RowStream(reader, Dialect(job.encoding, job.delimiter))
-            batch: list[RawRow] = []
+            chunks = import_chunks(
+                RowStream(reader, Dialect(job.encoding, job.delimiter)),
+                reader,
+                rows_done=job.rows_done,
+                size=size,
+                clean=runner.clean,
+                ctx=runner.ctx,
+            )
             started = time.monotonic()
-            try:
-                for raw in stream:
-                    if raw.number - 1 <= runner.job.rows_done:
-                        continue
-                    batch.append(raw)
-                    if len(batch) >= size:
-                        runner.position = reader.position
-                        runner.commit(batch, started)
-                        batch, started = [], time.monotonic()
-                        if time.monotonic() > deadline:
-                            return "continue"
-            except ImportFileError as exc:
-                if batch:
-                    runner.position = reader.position
-                    runner.commit(batch, started)
-                _finish(runner.job.pk, actor, runner.state, error=exc)
-                return ImportStatus.FAILED
-            if batch:
-                runner.position = reader.position
-                runner.commit(batch, started)
+            for chunk in chunks:
+                if chunk.rows:
+                    runner.commit(chunk, started)
+                    started = time.monotonic()
+                if chunk.error is not None:
+                    _finish(runner.job.pk, actor, runner.state, error=chunk.error)
+                    return ImportStatus.FAILED
+                if len(chunk.rows) >= size and time.monotonic() > deadline:
+                    return "continue"
     except Superseded:
         return "superseded"
     _finish(runner.job.pk, actor, runner.state)
