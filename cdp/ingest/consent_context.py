@@ -104,18 +104,27 @@ def customers_allowed(
         iter(Purpose.objects.raw("SELECT * FROM consent_purpose WHERE code = %s", [purpose_code])),
         None,
     )
-    allowed = {
-        cid
-        for cid, customer in held.customers.items()
-        if cid not in held.recorded
-        and consent_decide(
-            status=customer.status,
-            jurisdiction=customer.jurisdiction,
-            purpose=purpose,
-            state=customer.states.get(purpose_code),  # type: ignore[arg-type]
-            now=now,
-        )
-    }
+    # The rule reads only status, jurisdiction and the state (purpose and time are fixed here),
+    # and a batch's customers share a few such combinations: decided once per combination.
+    decided: dict[tuple[str, str, HeldState | None], bool] = {}
+    allowed = set()
+    recorded = held.recorded
+    for cid, customer in held.customers.items():
+        if cid in recorded:
+            continue
+        state = customer.states.get(purpose_code)
+        combination = (customer.status, customer.jurisdiction, state)
+        decision = decided.get(combination)
+        if decision is None:
+            decision = decided[combination] = consent_decide(
+                status=customer.status,
+                jurisdiction=customer.jurisdiction,
+                purpose=purpose,
+                state=state,  # type: ignore[arg-type]
+                now=now,
+            )
+        if decision:
+            allowed.add(cid)
     if held.recorded:
         # The ids as one array parameter: an IN list of 500 values costs more to build.
         fresh = Customer.objects.filter(
