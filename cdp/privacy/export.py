@@ -85,6 +85,7 @@ _KEYS_FOUND = (*(n.encode() for n in _WITHHELD_NAMES), b'pin"')
 _NOT_KEY_TEXT = bytes(sorted(set(range(256)) - set(b'abcdefghijklmnopqrstuvwxyz"')))
 _FORMULA_START = frozenset("=+-@\t\r")
 _CSV_SPECIAL = re.compile(r'[,"\r\n]')  # what makes csv.writer quote a cell
+_FORMULA_AFTER_NUL = re.compile("\x00[=+\\-@\t\r]")  # a cell's start in a NUL-joined column
 _EXPLAINING_FIELDS = ("rule", "definition", "conditions", "description", "algorithm", "params")
 
 # The documented shape of package.json (also written into the zip as schema.json).
@@ -226,7 +227,10 @@ def _plan(model: type[models.Model], by: models.Field) -> _Plan:
     )
     # Timestamps are formatted by the database only where Python would write them in UTC.
     utc = bool(settings.USE_TZ) and connection.timezone_name == "UTC"
-    text_types = frozenset({"UUIDField", "DateTimeField"} if utc else {"UUIDField"})
+    # A decimal's text is what str(Decimal) writes, with up to 6 places (0.0000001 is "1E-7").
+    text_types = frozenset(
+        {"UUIDField", "DecimalField", "DateTimeField"} if utc else {"UUIDField", "DecimalField"}
+    )
     cache_key = (model, by.attname, blind, utc)
     plan = _plans.get(cache_key)
     if plan is not None:
@@ -237,14 +241,19 @@ def _plan(model: type[models.Model], by: models.Field) -> _Plan:
     columns, json, convert, relations, uuids = [], [], [], [], set()
     for i, f in enumerate(fields):
         column = q(f.column)
-        kind = (f.target_field if f.is_relation else f).get_internal_type()
+        target = f.target_field if f.is_relation else f
+        kind = target.get_internal_type()
         converters = () if isinstance(f, EncryptedField) else f.get_db_converters(connection)
         if isinstance(f, EncryptedField):
             columns.append(column)
         elif isinstance(f, models.JSONField):
             columns.append(f"{column}::text")
             json.append(i)
-        elif converters or kind not in text_types | _NATIVE_TYPES:
+        elif (
+            converters
+            or kind not in text_types | _NATIVE_TYPES
+            or (kind == "DecimalField" and not 0 <= (target.decimal_places or 0) <= 6)
+        ):
             columns.append(column)  # as the model reads it, then made plain
             convert.append((i, tuple(converters), f.get_col(meta.db_table)))
         elif kind == "UUIDField":
@@ -252,6 +261,8 @@ def _plan(model: type[models.Model], by: models.Field) -> _Plan:
             uuids.add(i)
         elif kind == "DateTimeField":
             columns.append(_ISO_UTC.format(column))
+        elif kind == "DecimalField":
+            columns.append(f"{column}::text")
         else:
             columns.append(column)
         if f.is_relation and f.related_model is not Customer:
@@ -635,12 +646,14 @@ def _csv_cells(values: Sequence[Any]) -> list[str]:
         cells = list(values)
     elif all(map(isinstance, values, repeat(dict | list))):
         cells = _json_texts(values)
+    elif all(map(isinstance, values, repeat(int | float))):
+        cells = list(map(str, values))
     else:
         cells = [v if v.__class__ is str else "" if v is None else csv_safe(v) for v in values]
     # Each cell behind a NUL: a cell's first character is the one after a NUL (a NUL inside a
     # cell can only make the tests below say yes where the exact step then finds nothing).
     joined = "\x00" + "\x00".join(cells)
-    if any("\x00" + c in joined for c in _FORMULA_START):
+    if _FORMULA_AFTER_NUL.search(joined):
         cells = ["'" + c if c[:1] in _FORMULA_START else c for c in cells]
         joined = "\x00" + "\x00".join(cells)
     if not any(special in joined for special in ',"\r\n'):
