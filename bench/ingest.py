@@ -8,7 +8,8 @@ context.traits; product views, cart adds and orders with products; pages) for DU
 The run is split into ROUNDS rounds alternating with the baseline, best of each side. The
 baseline COPYs the same number of rows (plaintext payload as jsonb, the analytics columns)
 into a plain table with no index. Prints events/s for both and the ratio, p50/p95 latency per
-batch, and peak RSS per worker after the warm-up and at the end (flat means no leak).
+batch, and peak RSS per worker after the warm-up (and one untimed round of the client mix, which
+fills the workers' bounded caches) and at the end (flat means no leak).
 
 BENCH_SCALE shrinks the run (e.g. BENCH_SCALE=0.2); BENCH_DURATION sets the seconds;
 BENCH_WORKERS the gunicorn workers (default 2; gunicorn's own advice is 2-4 per core).
@@ -337,6 +338,10 @@ def main() -> None:
         post_all(url, key, warm, [])
         # A database in steady state has planner statistics (autovacuum would get there).
         _analyze()
+        # One untimed round of the client mix: each worker's bounded caches (data keys,
+        # identifiers) fill to their working size, so the RSS read next is the steady state and
+        # growth after it would be a leak.
+        run_clients(url, key, users, DURATION / ROUNDS)
         rss_start = worker_rss(server.pid)
         workers = list(rss_start)
         # Rounds of clients and of raw COPY in alternation, best of each: a burst of load from
