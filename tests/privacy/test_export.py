@@ -295,9 +295,8 @@ def test_csv_files_are_what_the_csv_module_writes(rows: list[dict[str, Any]]) ->
 def test_a_value_orjson_refuses_is_read_through_its_field(
     subject: Any, source: Any, verified: Any, run: Any
 ) -> None:
-    """Payloads are parsed together as one array; one that orjson refuses (NaN, which the
-    field's json.dumps writes) sends the column through each value's own parse, and the field's
-    open() for that one, withholding included."""
+    """A plaintext orjson refuses (NaN, which the field's json.dumps writes) is read through the
+    field's own open(), withholding included; the other values of the column are unaffected."""
     customer = subject(events=0, email="nan@example.com")
     _events(
         customer,
