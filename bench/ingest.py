@@ -336,12 +336,12 @@ def main() -> None:
                 messages.append(message)
             warm.append(json.dumps({"batch": messages, "sentAt": now}).encode())
         post_all(url, key, warm, [])
-        # A database in steady state has planner statistics (autovacuum would get there).
-        _analyze()
         # One untimed round of the client mix: each worker's bounded caches (data keys,
-        # identifiers) fill to their working size, so the RSS read next is the steady state and
+        # identifiers) fill to their working size, so the RSS read below is the steady state and
         # growth after it would be a leak.
         run_clients(url, key, users, DURATION / ROUNDS)
+        # A database in steady state has planner statistics (autovacuum would get there).
+        _analyze()
         rss_start = worker_rss(server.pid)
         workers = list(rss_start)
         # Rounds of clients and of raw COPY in alternation, best of each: a burst of load from
