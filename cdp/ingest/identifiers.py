@@ -6,15 +6,19 @@ phone number parsing and validating against the numbering plan: about a hundred 
 more than the rest of a message's identifiers together), and the same customers send the same
 identifiers again and again: every event carries the user id, mobile SDKs repeat the traits
 (e-mail, phone) in every event. So the results are kept per raw string in a bounded LRU cache
-of this process, emptied when the index key changes. Whether a value is blocked is decided per
-request, against the blocked values in force.
+of this process, emptied when the index key changes and at least every `CDP_DEK_CACHE_SECONDS`
+(an erasure cannot reach another process's memory: as for the data keys, how long a value can
+linger there is bounded by time). Whether a value is blocked is decided per request, against
+the blocked values in force.
 """
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -41,6 +45,18 @@ def indexed(kind: str, value: str) -> Ident | None:
     return Ident(kind, normalized, index)
 
 
+_emptied_at = 0.0
+
+
+def _forget_old() -> None:
+    """Empty the cache when it was last emptied `CDP_DEK_CACHE_SECONDS` ago or more."""
+    global _emptied_at
+    now = time.monotonic()
+    if now - _emptied_at >= settings.CDP_DEK_CACHE_SECONDS:
+        indexed.cache_clear()
+        _emptied_at = now
+
+
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs: object) -> None:
     if setting == "CDP_INDEX_KEY":
@@ -53,6 +69,7 @@ class BatchIdentifiers:
     as long as the request."""
 
     def __init__(self, blocked: dict[str, set[str]]) -> None:
+        _forget_old()
         self.blocked = blocked
         self.seen: dict[tuple[str, str], Ident | None] = {}
 

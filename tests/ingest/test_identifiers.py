@@ -12,6 +12,7 @@ from cdp.profiles.models import IdentityKind
 from cdp.profiles.resolution import blocked_values, identifier
 
 
+@override_settings(CDP_DEK_CACHE_SECONDS=3600)
 def test_cached_identifiers_equal_what_identifier_computes_and_are_reused():
     indexed.cache_clear()
     values = [
@@ -52,3 +53,15 @@ def test_a_new_index_key_empties_the_cache():
 
     assert after == expected
     assert after is not None and before is not None and after.index != before.index
+
+
+def test_the_cache_is_emptied_after_the_data_key_lifetime():
+    with override_settings(CDP_DEK_CACHE_SECONDS=3600):
+        BatchIdentifiers(blocked_values()).get(IdentityKind.USER_ID, "user-3")
+        BatchIdentifiers(blocked_values()).get(IdentityKind.USER_ID, "user-3")
+        assert indexed.cache_info().currsize > 0
+
+    with override_settings(CDP_DEK_CACHE_SECONDS=0):
+        BatchIdentifiers(blocked_values())  # the next request
+
+        assert indexed.cache_info().currsize == 0
