@@ -13,10 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import gc
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -46,6 +43,7 @@ from cdp.ingest.models import Source
 from cdp.ingest.pipeline import events_ingest
 from cdp.ingest.ratelimit import rate_limit_take
 from cdp.ingest.selectors import source_for_write_key
+from cdp.memory import collector_paused
 
 logger = logging.getLogger(__name__)
 
@@ -223,28 +221,6 @@ class TrackingView(APIView):
                 status=400,
             )
         return JsonResponse(result.body(), status=200)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a request is handled.
-
-    A batch allocates tens of thousands of containers that live until it is stored (the parsed
-    messages, claims, rows); the collector, triggered every 700 allocations, traversed them
-    again and again (gen0, then gen1, and the whole heap in gen2): about a fifth of a worker's
-    CPU per event. Reference counting frees the request's objects as usual; the collection
-    deferred here runs at the first allocation after the request, once, over what survived
-    (cycles included, so nothing accumulates). Only the caller that paused resumes: in a
-    threaded server another request may run with collection on, which is merely slower.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def tracking_view(message_type: str | None, *, name: str | None = None) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
-import gc
 import hashlib
 import io
 import itertools
@@ -26,7 +25,6 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -54,6 +52,7 @@ from cdp.crypto.registry import (
     personal_fields_of,
 )
 from cdp.crypto.subject_keys import cached_key, subject_keys_create, subject_keys_load
+from cdp.memory import collector_paused
 from cdp.privacy.models import DataSubjectRequest, ExportPackage, RequestStatus
 from cdp.privacy.recipients import recipients_all
 from cdp.privacy.subjects import subject_lookup, subject_relations
@@ -812,25 +811,9 @@ def _package_insert(package: ExportPackage) -> None:
     package._state.db = connection.alias
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a package is built: its rows are a few hundred
-    thousand containers, none in a cycle, that the collector (triggered every 700 allocations)
-    traversed again and again, about a fifth of an export. Reference counting frees them as
-    usual; the deferred collection runs once afterwards. Only the caller that paused resumes."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def dsr_execute_export(*, request: DataSubjectRequest, actor: str) -> ExportPackage:
     """Build the access/portability package, store it encrypted, complete the request."""
-    with _collector_paused():
+    with collector_paused():
         document = export_build(request=request)
         content = export_zip(document)
     now = timezone.now()
