@@ -211,6 +211,28 @@ def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
         subject_keys_load(fresh)
 
 
+def subject_keys_held(subject_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DataKey]:
+    """The data key of every subject, held by the caller for one unit of work (a tracking
+    batch, an import chunk); created where a subject has none.
+
+    The keys this process caches are taken before the missing ones are loaded (in one query):
+    loading pushes the oldest entries out of the bounded cache, and those can be keys of this
+    very batch, which would then be read again one query each."""
+    keys: dict[uuid.UUID, DataKey] = {}
+    missing = []
+    for sid in set(subject_ids):
+        key = cached_key(sid)
+        if key is None:
+            missing.append(sid)
+        else:
+            keys[sid] = key
+    if missing:
+        subject_keys_load(missing)
+        for sid in missing:
+            keys[sid] = cached_key(sid) or subject_key_get_or_create(sid)
+    return keys
+
+
 # A primary-key probe per subject (LIMIT keeps the LATERAL from being flattened into a hash join
 # over the whole table); the array's ordinality comes back instead of decoding each UUID.
 _LOAD_KEYS = """

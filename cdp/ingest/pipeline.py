@@ -30,9 +30,7 @@ from cdp.audit.services import actor_for_source, audit_record
 from cdp.crypto import aead
 from cdp.crypto.subject_keys import (
     DataKey,
-    cached_key,
-    subject_key_get_or_create,
-    subject_keys_load,
+    subject_keys_held,
 )
 from cdp.ingest.classification import Classes, classes, non_personal_properties
 from cdp.ingest.consent_context import (
@@ -174,27 +172,6 @@ def _payload_bytes(raw: dict[str, Any]) -> bytes:
         return orjson.dumps(raw)
     except orjson.JSONEncodeError:
         return _PAYLOAD.to_bytes(raw)
-
-
-def _batch_keys(customer_ids: set[uuid.UUID]) -> dict[uuid.UUID, DataKey]:
-    """The data key of every customer of the batch, held for the request.
-
-    The keys this worker caches are taken before the missing ones are loaded (in one query):
-    loading pushes the oldest entries out of the bounded cache, and those can be keys of this
-    very batch, which would then be read again one query each."""
-    keys: dict[uuid.UUID, DataKey] = {}
-    missing = []
-    for cid in customer_ids:
-        key = cached_key(cid)
-        if key is None:
-            missing.append(cid)
-        else:
-            keys[cid] = key
-    if missing:
-        subject_keys_load(missing)
-        for cid in missing:
-            keys[cid] = cached_key(cid) or subject_key_get_or_create(cid)
-    return keys
 
 
 _PAYLOAD = Event._meta.get_field("payload")
@@ -504,7 +481,7 @@ def _events_ingest(
         touched = set(customer_of.values())
         # Every data key the batch needs (profile updates, payloads), in one query for those
         # this worker does not hold yet.
-        keys = _batch_keys(touched)
+        keys = subject_keys_held(touched)
         profile_updates_apply(updates)
         # One read of the customers' status, jurisdiction and consent states serves both the
         # consent carried in the messages and the analytics decision below.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -27,10 +27,8 @@ from cdp.crypto import aead
 from cdp.crypto.fields import EncryptedField
 from cdp.crypto.subject_keys import (
     DataKey,
-    cached_key,
-    subject_key_get_or_create,
     subject_keys_create,
-    subject_keys_load,
+    subject_keys_held,
 )
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus, Identity, SourceRecord
@@ -132,23 +130,6 @@ def _json_bytes(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False).encode()
 
 
-def _keys(subject_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DataKey]:
-    """The data key of every subject, held for the chunk (one query for those not cached)."""
-    keys: dict[uuid.UUID, DataKey] = {}
-    missing = []
-    for sid in set(subject_ids):
-        key = cached_key(sid)
-        if key is None:
-            missing.append(sid)
-        else:
-            keys[sid] = key
-    if missing:
-        subject_keys_load(missing)
-        for sid in missing:
-            keys[sid] = cached_key(sid) or subject_key_get_or_create(sid)
-    return keys
-
-
 def _copy(table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
     import psycopg
 
@@ -169,7 +150,7 @@ def customers_copy(new_customers: dict[uuid.UUID, dict[str, Any]]) -> None:
     if not new_customers:
         return
     subject_keys_create(new_customers)
-    keys = _keys(new_customers)
+    keys = subject_keys_held(new_customers)
     fields = {name: Customer._meta.get_field(name) for name in _CUSTOMER_COLUMNS[4:11]}
     where = {name: field.where for name, field in fields.items()}
     sealer = _Sealer()
@@ -220,7 +201,7 @@ def identities_copy(identities: Sequence[tuple[str, str, str, bytes, uuid.UUID]]
     """(kind, namespace, normalised value, blind index, customer id) rows, in one COPY."""
     if not identities:
         return
-    keys = _keys(cid for *_, cid in identities)
+    keys = subject_keys_held(cid for *_, cid in identities)
     where = Identity._meta.get_field("value").where
     sealer = _Sealer()
     now = timezone.now()
@@ -238,7 +219,7 @@ def source_records_copy(records: Sequence[dict[str, Any]]) -> None:
     data), the data sealed under the customer's key, in one COPY."""
     if not records:
         return
-    keys = _keys(r["customer_id"] for r in records)
+    keys = subject_keys_held(r["customer_id"] for r in records)
     field = SourceRecord._meta.get_field("data")
     where = field.where
     sealer = _Sealer()
