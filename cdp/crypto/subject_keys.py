@@ -10,7 +10,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
@@ -21,6 +20,7 @@ from cdp.crypto import aead
 from cdp.crypto.errors import KeyDestroyedError, UnknownKeyError
 from cdp.crypto.keyring import get_keyring
 from cdp.crypto.models import SubjectKey
+from cdp.db import binding_cursor
 
 DEK_BYTES = 32
 
@@ -168,17 +168,6 @@ RETURNING subject_id
 """
 
 
-def _binding_cursor() -> Any:
-    """A cursor on Django's connection (its transaction, its query log and execute wrappers)
-    that binds parameters server-side: a chunk's arrays go as binary parameters instead of
-    being quoted into the SQL text."""
-    import psycopg
-    from django.db import connection
-
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
-
-
 def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
     """Create data keys for many new subjects in one INSERT and load them into the cache.
 
@@ -201,7 +190,7 @@ def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
         key_ids.append(key_id)
         kek_ids.append(kek_id)
         wrapped_keys.append(wrapped)
-    with _binding_cursor() as cursor:
+    with binding_cursor() as cursor:
         cursor.execute(_INSERT_KEYS, [timezone.now(), wanted, key_ids, kek_ids, wrapped_keys])
         inserted = [row[0] for row in cursor.fetchall()]
     for sid in inserted:
@@ -250,7 +239,7 @@ def subject_keys_load(subject_ids: Iterable[uuid.UUID | str]) -> int:
     wanted = [sid for sid in {_as_uuid(s) for s in subject_ids} if _cache.get(sid) is None]
     if not wanted:
         return 0
-    with _binding_cursor() as cursor:
+    with binding_cursor() as cursor:
         cursor.execute(_LOAD_KEYS, [wanted])
         rows = cursor.fetchall()
     for n, key_id, kek_id, wrapped in rows:
@@ -275,7 +264,7 @@ def subject_keys_shred(subject_ids: Iterable[uuid.UUID | str]) -> int:
     sids = [_as_uuid(s) for s in subject_ids]
     if not sids:
         return 0
-    with _binding_cursor() as cursor:
+    with binding_cursor() as cursor:
         cursor.execute(
             f"DELETE FROM {SubjectKey._meta.db_table} WHERE subject_id = ANY(%s::uuid[])",  # noqa: S608
             [sids],

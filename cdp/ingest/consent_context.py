@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 from django.db import transaction
 from django.db.models.expressions import RawSQL
 
+from cdp.db import raw_cursor
 from cdp.ingest.messages import Message
 from cdp.ingest.models import Source
 from cdp.profiles.models import Customer, CustomerStatus, Merge
-from cdp.profiles.resolution import raw_cursor
 
 logger = logging.getLogger(__name__)
 

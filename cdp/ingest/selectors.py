@@ -34,7 +34,7 @@ def suppressed_indexes(indexes: Iterable[bytes]) -> set[bytes]:
     wanted = list({bytes(i) for i in indexes})
     if not wanted:
         return set()
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     with raw_cursor() as cursor:
         cursor.execute(

@@ -14,11 +14,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from cdp.crypto.fields import EncryptedField, Sealed
+from cdp.db import raw_cursor
 from cdp.ingest.classification import Classes
 from cdp.ingest.models import PropertyClassKind
 from cdp.profiles.jurisdiction import country_code, jurisdiction_for
 from cdp.profiles.models import Customer, IdentityKind
-from cdp.profiles.resolution import Claim, Ident, identifier, raw_cursor
+from cdp.profiles.resolution import Claim, Ident, identifier
 
 _TRAIT_FIELDS = {
     "firstname": "first_name",

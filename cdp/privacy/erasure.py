@@ -209,7 +209,7 @@ def erase_customers(
 
     The deletions are one statement (`_Plan`): an erasure holds locks and a connection for as
     long as it runs, and a round trip per table would be most of its time."""
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     ids = sorted(set(customer_ids))
     indexes = {(k, bytes(v)) for k, v in identifiers}
@@ -267,7 +267,7 @@ def suppressions_add(pairs: list[tuple[str, bytes]], *, reason: str) -> int:
     that counts what it inserted, instead of counting a table that grows with every erasure."""
     if not pairs:
         return 0
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     table = Suppression._meta.db_table
     with raw_cursor() as cursor:

@@ -800,7 +800,7 @@ def _package_insert(package: ExportPackage) -> None:
     the content sealed by its field's pre_save) on a cursor that binds parameters server-side:
     through Django's cursor the archive went as hex inside the statement's text, twice its size,
     for the server to parse back (40 of the 60 ms of storing a 10,000-event package)."""
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     query = InsertQuery(ExportPackage)
     query.insert_values(ExportPackage._meta.concrete_fields, [package])

@@ -68,7 +68,7 @@ def subject_lookup(
     (kind, blind index) of every identifier those profiles hold: identities and the profile
     indexes. One statement, so both come from one snapshot (an erasure's first read). Unknown
     ids contribute nothing."""
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     q = connection.ops.quote_name
     c, i = Customer._meta, Identity._meta
@@ -402,7 +402,7 @@ def _scan(
     wanted: set[str],
     full_read_max_rows: int | None,
 ) -> ScanResult:
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     patterns = [f"%{i}%" for i in ids] + [f"%{i.hex}%" for i in ids]
     allowed = exception_tables()

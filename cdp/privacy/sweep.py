@@ -167,7 +167,7 @@ def residue_sweep_run(*, actor: str = SYSTEM, limit: int = DEFAULT_LIMIT) -> Res
 
 
 def _sweep(*, actor: str, limit: int) -> ResidueSweep | None:
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     certificates = list(
         ErasureCertificate.objects.filter(sweep_due=True, sweep__isnull=True)
@@ -253,7 +253,7 @@ def _sweep(*, actor: str, limit: int) -> ResidueSweep | None:
 def _record_outcome(sweep: ResidueSweep, covered: list[str], failed: set[str]) -> None:
     """Each covered request's report names the sweep; residue fails the request (the
     certificate stays as signed: it states what was left to this sweep)."""
-    from cdp.profiles.resolution import raw_cursor
+    from cdp.db import raw_cursor
 
     table = _quote(DataSubjectRequest._meta.db_table)
     with raw_cursor() as cursor:

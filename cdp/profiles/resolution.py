@@ -35,6 +35,7 @@ from django.utils import timezone
 from cdp.audit.services import audit_record
 from cdp.crypto.errors import NormalizationError
 from cdp.crypto.subject_keys import subject_keys_create, subject_keys_load
+from cdp.db import raw_cursor
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import (
     Customer,
@@ -326,16 +327,6 @@ CROSS JOIN LATERAL (
 ) AS x
 JOIN profiles_customer cu ON cu.id = f.customer_id
 """
-
-
-def raw_cursor() -> Any:
-    """A psycopg cursor with server-side parameter binding on Django's connection (and so in
-    its transaction): large arrays are sent as parameters instead of being quoted into SQL."""
-    import psycopg
-    from django.db import connection
-
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
 
 
 def _settled_profile(

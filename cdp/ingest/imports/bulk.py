@@ -30,9 +30,9 @@ from cdp.crypto.subject_keys import (
     subject_keys_create,
     subject_keys_held,
 )
+from cdp.db import raw_cursor
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus, Identity, SourceRecord
-from cdp.profiles.resolution import raw_cursor
 
 _CUSTOMER_COLUMNS = (
     "id",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdp.crypto.subject_keys import subject_keys_load
+from cdp.db import raw_cursor
 from cdp.ingest.imports.bulk import customers_copy, identities_copy, source_records_copy
 from cdp.ingest.imports.resolve import ImportPlan, RowClaim, import_resolution_plan
 from cdp.ingest.imports.rows import ProfileRow, RowError, TransactionRow, is_non_product
@@ -24,7 +25,7 @@ from cdp.ingest.models import Event, ImportJob, Source
 from cdp.ingest.selectors import suppressed_indexes
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus
-from cdp.profiles.resolution import merges_apply, raw_cursor
+from cdp.profiles.resolution import merges_apply
 
 PROFILE_VALUE_FIELDS = ("email", "phone", "first_name", "last_name", "birth_date")
 

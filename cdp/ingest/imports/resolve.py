@@ -24,8 +24,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from cdp.db import raw_cursor
 from cdp.profiles.models import CustomerStatus, IdentityKind
-from cdp.profiles.resolution import Ident, PlannedMerge, raw_cursor
+from cdp.profiles.resolution import Ident, PlannedMerge
 
 RULES = ("customer_id", "email", "phone", "content")
 DEFAULT_RULES = ("customer_id", "email", "phone")
