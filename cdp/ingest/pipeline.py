@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,8 +21,6 @@ from typing import Any
 
 import orjson
 from django.db import transaction
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
 from cdp.audit.services import actor_for_source, audit_record
 from cdp.crypto import aead
@@ -32,6 +28,7 @@ from cdp.crypto.subject_keys import (
     DataKey,
     subject_keys_held,
 )
+from cdp.db import UUIDBytesDumper, json_bytes, raw_cursor, time_ordered_ids
 from cdp.ingest.classification import Classes, classes, non_personal_properties
 from cdp.ingest.consent_context import (
     batch_consent_read,
@@ -54,7 +51,6 @@ from cdp.profiles.resolution import (
     blocked_values,
     customers_create_many,
     merges_apply,
-    raw_cursor,
     resolution_plan,
 )
 
@@ -148,23 +144,6 @@ def _text(value: Any, limit: int) -> str:
     return ""
 
 
-_UUID7_MASK = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
-_UUID7_BITS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
-
-
-def _time_ordered_ids(count: int) -> list[bytes]:
-    """UUIDv7s (48-bit milliseconds, then random bits) as their 16 bytes: new rows land at the
-    right edge of the primary-key index instead of at random pages, which keeps the INSERT
-    cheap. The random bits of the whole batch come from one read of the system's generator;
-    the bytes go to the COPY and the associated data as they are (no UUID objects)."""
-    stamp = (time.time_ns() // 1_000_000) << 80 | _UUID7_BITS
-    pool = os.urandom(10 * count)
-    return [
-        (stamp | (int.from_bytes(pool[i : i + 10], "big") & _UUID7_MASK)).to_bytes(16, "big")
-        for i in range(0, 10 * count, 10)
-    ]
-
-
 def _payload_bytes(raw: dict[str, Any]) -> bytes:
     """The original message as JSON (what Event.payload decrypts to), serialised by orjson;
     the field's own serialiser for what orjson refuses (integers beyond 64 bits)."""
@@ -204,14 +183,14 @@ def _event_rows(
     keys: dict[uuid.UUID, DataKey],
 ) -> list[tuple[Any, ...]]:
     """The batch's `ingest_event` rows, in `_COPY` column order (ids as their 16 bytes,
-    properties as a dict), sealed under the customers' data keys (`_batch_keys`)."""
+    properties as a dict), sealed under the customers' data keys (`subject_keys_held`)."""
     rows = []
     source_id = source.id.bytes
     count = len(messages)
     where = _PAYLOAD.where
     seal = aead.seal_with_nonce
     for message, row_id, nonce in zip(
-        messages, _time_ordered_ids(count), aead.nonces(count), strict=True
+        messages, time_ordered_ids(count), aead.nonces(count), strict=True
     ):
         key = keys[customer_of[message.index]]
         properties = message.properties
@@ -280,8 +259,8 @@ def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
     import psycopg
 
     with raw_cursor() as cursor:
-        psycopg.types.json.set_json_dumps(_json_bytes, context=cursor)
-        cursor.adapters.register_dumper(uuid.UUID, _UUIDBytesDumper)
+        psycopg.types.json.set_json_dumps(json_bytes, context=cursor)
+        cursor.adapters.register_dumper(uuid.UUID, UUIDBytesDumper)
         try:
             with cursor.copy(_COPY) as copy:
                 copy.set_types(_COPY_TYPES)
@@ -292,16 +271,6 @@ def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
                 raise _EventConflict from None
             raise
     return {row[2] for row in rows}
-
-
-class _UUIDBytesDumper(Dumper):
-    """Binary uuid that also takes the 16 bytes themselves (the rows' ids), for the COPY."""
-
-    format = Format.BINARY
-    oid = 2950  # uuid
-
-    def dump(self, obj: Any) -> bytes:
-        return obj if obj.__class__ is bytes else obj.bytes
 
 
 def _insert_events(rows: list[tuple[Any, ...]]) -> set[str]:
@@ -332,13 +301,6 @@ def _json_text(value: dict[str, Any]) -> str:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, ensure_ascii=False)
-
-
-def _json_bytes(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False).encode()
 
 
 def events_ingest(

@@ -14,8 +14,6 @@ blocks. JSON goes through orjson (the field's own serialiser for what orjson ref
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +28,7 @@ from cdp.crypto.subject_keys import (
     subject_keys_create,
     subject_keys_held,
 )
-from cdp.db import raw_cursor
+from cdp.db import UUIDBytesDumper, json_bytes, raw_cursor, time_ordered_ids
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus, Identity, SourceRecord
 
@@ -81,21 +79,7 @@ _RECORD_COLUMNS = (
 )
 _RECORD_TYPES = ("uuid", "uuid", "text", "uuid", "int8", "bytea", "bytea", "bytea", "timestamptz")
 
-_UUID7_MASK = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
-_UUID7_BITS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
 _NONCE_BLOCK = 4_096
-
-
-def _row_ids(count: int) -> list[uuid.UUID]:
-    """UUIDv7s for the chunk's new identity and lineage rows (internal ids, never shown): they
-    land at the right edge of the primary-key index instead of at random pages, and their random
-    bits come from one read of the system's generator."""
-    stamp = (time.time_ns() // 1_000_000) << 80 | _UUID7_BITS
-    pool = os.urandom(10 * count)
-    return [
-        uuid.UUID(int=stamp | (int.from_bytes(pool[i : i + 10], "big") & _UUID7_MASK))
-        for i in range(0, 10 * count, 10)
-    ]
 
 
 class _Sealer:
@@ -120,21 +104,12 @@ def _json(field: EncryptedField, value: Any) -> bytes:
         return field.to_bytes(value)
 
 
-def _json_bytes(value: Any) -> bytes:
-    """The `attributes` column (jsonb)."""
-    try:
-        return orjson.dumps(value)
-    except (orjson.JSONEncodeError, TypeError):
-        import json
-
-        return json.dumps(value, ensure_ascii=False).encode()
-
-
 def _copy(table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
     import psycopg
 
     with raw_cursor() as cursor:
-        psycopg.types.json.set_json_dumps(_json_bytes, context=cursor)
+        psycopg.types.json.set_json_dumps(json_bytes, context=cursor)
+        cursor.adapters.register_dumper(uuid.UUID, UUIDBytesDumper)
         statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
         with cursor.copy(statement) as copy:
             copy.set_types(list(types))
@@ -207,9 +182,9 @@ def identities_copy(identities: Sequence[tuple[str, str, str, bytes, uuid.UUID]]
     now = timezone.now()
     rows = []
     for (kind, namespace, value, index, cid), iid in zip(
-        identities, _row_ids(len(identities)), strict=True
+        identities, time_ordered_ids(len(identities)), strict=True
     ):
-        blob = sealer.seal(keys[cid], where, iid.bytes, value.encode("utf-8"))
+        blob = sealer.seal(keys[cid], where, iid, value.encode("utf-8"))
         rows.append((iid, cid, kind, namespace, blob, index, now))
     _copy(Identity._meta.db_table, _IDENTITY_COLUMNS, _IDENTITY_TYPES, rows)
 
@@ -225,9 +200,9 @@ def source_records_copy(records: Sequence[dict[str, Any]]) -> None:
     sealer = _Sealer()
     now = timezone.now()
     rows = []
-    for r, rid in zip(records, _row_ids(len(records)), strict=True):
+    for r, rid in zip(records, time_ordered_ids(len(records)), strict=True):
         cid = r["customer_id"]
-        blob = sealer.seal(keys[cid], where, rid.bytes, _json(field, r["data"]))
+        blob = sealer.seal(keys[cid], where, rid, _json(field, r["data"]))
         rows.append(
             (
                 rid,
