@@ -26,6 +26,7 @@ from cdp.ingest.imports.cleaning import (
     refuse_formula,
     typed_attribute,
 )
+from cdp.ingest.imports.phones import phone_e164
 from cdp.ingest.imports.reader import RawRow, has_bad_encoding
 from cdp.ingest.imports.resolve import RowClaim, RowIdent
 from cdp.profiles.models import IdentityKind
@@ -155,8 +156,13 @@ def _ident(kind: str, value: str, region: str | None, ctx: Context) -> Ident:
     key = (kind, value, region)
     ident = ctx.idents.get(key)
     if ident is None:
-        normalized, index = identifier_index(kind, value, default_region=region)
-        ident = Ident(kind, normalized, index)
+        if kind == _PHONE:
+            # identifier_index's normalize_phone, without the general parser (same result).
+            normalized = phone_e164(value, region)
+            ident = Ident(kind, normalized, blind_index(normalized, domain=kind))
+        else:
+            normalized, index = identifier_index(kind, value, default_region=region)
+            ident = Ident(kind, normalized, index)
         if len(ctx.idents) >= IDENT_MEMO_SIZE:
             ctx.idents.clear()
         ctx.idents[key] = ident

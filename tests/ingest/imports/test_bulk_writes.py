@@ -95,7 +95,14 @@ def test_identifiers_repeated_in_a_file_are_normalised_once(monkeypatch) -> None
         calls.append(kind)
         return real(kind, value, **kwargs)
 
+    real_phone = rows.phone_e164
+
+    def counting_phone(value: str, region: str | None) -> str:
+        calls.append("phone")
+        return real_phone(value, region)
+
     monkeypatch.setattr(rows, "identifier_index", counting)
+    monkeypatch.setattr(rows, "phone_e164", counting_phone)
     ctx = _context({"email": "email", "phone": "phone"})
 
     cleaned = [
@@ -103,6 +110,7 @@ def test_identifiers_repeated_in_a_file_are_normalised_once(monkeypatch) -> None
     ]
 
     assert sorted(calls) == ["email", "phone"]
+    assert cleaned[0].fields["phone"] == "+442079460958"
     assert len({c.row_index for c in cleaned}) == 1
 
 
