@@ -18,11 +18,12 @@ from django.utils import timezone
 
 from cdp.crypto import aead
 from cdp.crypto.errors import KeyDestroyedError, UnknownKeyError
-from cdp.crypto.keyring import get_keyring
+from cdp.crypto.keyring import NONCE_BYTES, _wrap_aad, get_keyring
 from cdp.crypto.models import SubjectKey
 from cdp.db import binding_cursor
 
 DEK_BYTES = 32
+_KEY_ID_BYTES = 4  # what secrets.randbits(32) draws
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,20 @@ class _DataKeyCache:
             self._entries[subject_id.int] = (time.monotonic() + settings.CDP_DEK_CACHE_SECONDS, key)
             while len(self._entries) > size:
                 self._entries.popitem(last=False)
+
+    def put_many(self, entries: Iterable[tuple[uuid.UUID, DataKey]]) -> None:
+        """`put` for many keys: the settings read and the lock taken once."""
+        size = settings.CDP_DEK_CACHE_SIZE
+        if size <= 0:
+            return
+        expires = time.monotonic() + settings.CDP_DEK_CACHE_SECONDS
+        store = self._entries
+        with self._lock:
+            for subject_id, key in entries:
+                store.pop(subject_id.int, None)
+                store[subject_id.int] = (expires, key)
+            while len(store) > size:
+                store.popitem(last=False)
 
     def evict(self, subject_id: uuid.UUID) -> None:
         self._entries.pop(subject_id.int, None)
@@ -175,29 +190,43 @@ def subject_keys_create(subject_ids: Iterable[uuid.UUID]) -> None:
     and imports. A subject that already has a key keeps it (the insert ignores conflicts): the
     fresh plaintext keys go straight into the cache only for the rows actually inserted, and the
     others are read back (one more query, only when there are conflicts).
+
+    The key ids, data keys and wrapping nonces of all subjects come from one read of the
+    system's generator, and the keys are wrapped in one loop with the primary KEK's cipher:
+    the same stored format as `Keyring.wrap` (an import creates thousands of keys per chunk,
+    and the per-key calls cost more than the AES work).
     """
     wanted = [sid for sid in dict.fromkeys(map(_as_uuid, subject_ids)) if cached_key(sid) is None]
     if not wanted:
         return
     keyring = get_keyring()
+    kek_id = keyring.primary_id
+    kek = keyring._ciphers[kek_id]
+    stride = _KEY_ID_BYTES + DEK_BYTES + NONCE_BYTES
+    pool = os.urandom(stride * len(wanted))
     fresh: dict[uuid.UUID, tuple[int, bytes]] = {}
-    key_ids, kek_ids, wrapped_keys = [], [], []
-    for sid in wanted:
-        key_id = secrets.randbits(32)
-        dek = os.urandom(DEK_BYTES)
-        kek_id, wrapped = keyring.wrap(dek, subject_id=str(sid), key_id=key_id)
+    key_ids, wrapped_keys = [], []
+    for n, sid in enumerate(wanted):
+        at = n * stride
+        key_id = int.from_bytes(pool[at : at + _KEY_ID_BYTES], "big")
+        dek = pool[at + _KEY_ID_BYTES : at + _KEY_ID_BYTES + DEK_BYTES]
+        nonce = pool[at + _KEY_ID_BYTES + DEK_BYTES : at + stride]
+        wrapped = nonce + kek.encrypt(nonce, dek, _wrap_aad(str(sid), key_id, kek_id))
         fresh[sid] = (key_id, dek)
         key_ids.append(key_id)
-        kek_ids.append(kek_id)
         wrapped_keys.append(wrapped)
     with binding_cursor() as cursor:
-        cursor.execute(_INSERT_KEYS, [timezone.now(), wanted, key_ids, kek_ids, wrapped_keys])
+        cursor.execute(
+            _INSERT_KEYS, [timezone.now(), wanted, key_ids, [kek_id] * len(wanted), wrapped_keys]
+        )
         inserted = [row[0] for row in cursor.fetchall()]
-    for sid in inserted:
-        key_id, dek = fresh.pop(sid)
-        _cache.put(sid, DataKey(key_id, AESGCM(dek), aead.header_for(key_id), aead.id_bytes(sid)))
+    _cache.put_many((sid, _new_data_key(sid, *fresh.pop(sid))) for sid in inserted)
     if fresh:  # another writer created these subjects' keys first: use the stored ones
         subject_keys_load(fresh)
+
+
+def _new_data_key(sid: uuid.UUID, key_id: int, dek: bytes) -> DataKey:
+    return DataKey(key_id, AESGCM(dek), aead.header_for(key_id), sid.bytes)
 
 
 def subject_keys_held(subject_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DataKey]:

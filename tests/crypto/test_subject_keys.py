@@ -1,7 +1,9 @@
 import uuid
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cdp.crypto.errors import DecryptionError
 from cdp.crypto.models import SubjectKey
 from cdp.crypto.subject_keys import (
     _cache,
@@ -86,3 +88,43 @@ def test_create_many_inserts_missing_keys_once_and_keeps_existing_ones(django_as
     assert SubjectKey.objects.filter(subject_id__in=fresh).count() == 50
     assert SubjectKey.objects.get(subject_id=existing).key_id == before
     assert subject_key_get(existing).key_id == before
+
+
+def test_keys_created_in_bulk_are_what_keyring_unwrap_reads_from_the_stored_rows() -> None:
+    """The batched wrapping keeps `Keyring.wrap`'s format: each stored row unwraps, under its
+    own subject and key id, to the very key the cache holds (a value sealed with the cached key
+    opens with the unwrapped one), and no two subjects share a key, key id or nonce."""
+    from cdp.crypto.keyring import get_keyring
+    from cdp.crypto.subject_keys import subject_keys_create
+
+    cache_clear()
+    subjects = [uuid.uuid4() for _ in range(40)]
+    subject_keys_create(subjects)
+    cached = {s: _cache.get(s) for s in subjects}
+    assert all(cached.values())
+    rows = {r.subject_id: r for r in SubjectKey.objects.filter(subject_id__in=subjects)}
+    keyring = get_keyring()
+    deks = set()
+    for subject in subjects:
+        row = rows[subject]
+        assert row.kek_id == keyring.primary_id
+        assert row.key_id == cached[subject].key_id
+        dek = keyring.unwrap(
+            bytes(row.wrapped_key), kek_id=row.kek_id, subject_id=str(subject), key_id=row.key_id
+        )
+        deks.add(dek)
+        sealed = cached[subject].cipher.encrypt(b"\0" * 12, b"value", b"aad")
+        assert AESGCM(dek).decrypt(b"\0" * 12, sealed, b"aad") == b"value"
+        with pytest.raises(DecryptionError):  # bound to its subject
+            keyring.unwrap(
+                bytes(row.wrapped_key),
+                kek_id=row.kek_id,
+                subject_id=str(subjects[0] if subject != subjects[0] else subjects[1]),
+                key_id=row.key_id,
+            )
+    assert len(deks) == 40
+    assert len({r.key_id for r in rows.values()}) == 40
+    assert len({bytes(r.wrapped_key)[:12] for r in rows.values()}) == 40
+    # A fresh process reads the same key from the row.
+    cache_clear()
+    assert subject_key_get(subjects[3]).key_id == cached[subjects[3]].key_id
