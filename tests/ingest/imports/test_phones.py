@@ -1,5 +1,6 @@
 """The import's phone fast path gives what `normalize_phone` gives (the same E.164 string, the
-same refusals) for any input and default region, and is actually taken for the usual shapes."""
+same refusals) for any input and default region, and is actually taken for the usual shapes;
+its e-mail normalisation gives what `normalize_email` gives."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cdp.crypto.blind_index import normalize_phone
+from cdp.crypto.blind_index import normalize_email, normalize_phone
 from cdp.crypto.errors import NormalizationError
 from cdp.ingest.imports import phones
+from cdp.ingest.imports.cleaning import email_normalized
 from cdp.ingest.imports.phones import phone_e164
 
 REGIONS = [None, *sorted(phonenumbers.SUPPORTED_REGIONS), "gb", "XX", "001"]
@@ -113,3 +115,36 @@ def test_every_example_number_agrees() -> None:
                 assert _fast(value, default) == _reference(value, default), (region, kind)
                 checked += 1
     assert checked > 2000
+
+
+@settings(max_examples=2000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    value=st.one_of(
+        st.text(max_size=30),
+        st.builds(
+            lambda a, b, c: f"{a}@{b}{c}",
+            st.text(max_size=8),
+            st.text(max_size=8),
+            st.sampled_from(["", ".", ".com", ".", " .x", "\u2003.de", "\u00a0", "."]),
+        ),
+    )
+)
+@example(value=" A@B.example ")
+@example(value="a b@c.example")
+@example(value="a@b.example\u2028")
+@example(value="a\u3000@b.example")
+@example(value="a@.b")
+@example(value="a@b.")
+@example(value="@b.c")
+@example(value="")
+@example(value="x" * 250 + "@b.co")
+def test_e_mail_fast_path_equals_normalize_email(value: str) -> None:
+    try:
+        expected = normalize_email(value)
+    except NormalizationError:
+        expected = "refused"
+    try:
+        got = email_normalized(value)
+    except NormalizationError:
+        got = "refused"
+    assert got == expected
