@@ -13,6 +13,7 @@ fills the workers' bounded caches) and at the end (flat means no leak).
 
 BENCH_SCALE shrinks the run (e.g. BENCH_SCALE=0.2); BENCH_DURATION sets the seconds;
 BENCH_WORKERS the gunicorn workers (default 2; gunicorn's own advice is 2-4 per core).
+BENCH_KEEP=1 keeps the database for inspection (drop it with `dropdb cdp_bench_ingest`).
 The workers' data-key cache is sized as the README advises for a deployment, to the customers
 active within `CDP_DEK_CACHE_SECONDS` (all USERS here, as each worker sees every customer each
 round): CDP_DEK_CACHE_SIZE, when set, overrides it (10000, the default, misses half the keys).
@@ -389,7 +390,8 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        DB.drop()
+        if os.environ.get("BENCH_KEEP") != "1":
+            DB.drop()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The ingestion pipeline for one request, set-based from end to end.
 
-validated messages -> per-message locks -> duplicates -> suppressed identities -> identity
-resolution for the whole batch -> new profiles, links, merges -> identify traits -> consent
-carried in the messages (and Sec-GPC) -> the analytics purpose -> encrypt -> one INSERT, all in
-one transaction -> after commit, the touched customer ids go to a Celery task.
+validated messages -> (after a conflict only: per-message locks -> duplicates) -> suppressed
+identities -> identity resolution for the whole batch -> new profiles, links, merges -> identify
+traits -> consent carried in the messages (and Sec-GPC) -> the analytics purpose -> encrypt ->
+one COPY, all in one transaction -> after commit, the touched customer ids go to a Celery task.
 
 Counts reconcile: received = accepted + duplicate + rejected + suppressed.
 """
@@ -11,6 +11,7 @@ Counts reconcile: received = accepted + duplicate + rejected + suppressed.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import json
 import uuid
@@ -37,7 +38,7 @@ from cdp.ingest.consent_context import (
     merges_respect_consent,
 )
 from cdp.ingest.identifiers import BatchIdentifiers, identity_claim
-from cdp.ingest.messages import Message, Rejection
+from cdp.ingest.messages import Message, Rejection, RequestError
 from cdp.ingest.models import Event, Source
 from cdp.ingest.selectors import suppressed_indexes
 from cdp.ingest.traits import (
@@ -101,6 +102,17 @@ def _lock(lock_class: int, keys: set[int]) -> None:
             "SELECT count(pg_advisory_xact_lock(%b, k)) FROM unnest(%b::int4[]) AS k",
             [lock_class, sorted(keys)],
         )
+
+
+def source_lock_for_events(source_id: uuid.UUID) -> None:
+    """The insert half of `Event.source`'s foreign key, once per batch: the source row is
+    locked (FOR KEY SHARE) until the transaction ends, so a DELETE of the source waits for the
+    batch and its trigger then sees the batch's events. A source deleted since the request
+    was authenticated is an unknown write key."""
+    with raw_cursor() as cursor:
+        cursor.execute("SELECT 1 FROM ingest_source WHERE id = %b FOR KEY SHARE", [source_id])
+        if cursor.fetchone() is None:
+            raise RequestError(401, "invalid_write_key", "the write key is not valid")
 
 
 # One probe of the (source, messageId) index per message id. `message_id = ANY(array)` let the
@@ -246,16 +258,33 @@ _COPY_TYPES = [
 _EVENT_UNIQUE = "event_unique_message"
 
 
+class _Mode(enum.Enum):
+    """How a batch meets stored message ids.
+
+    OPTIMISTIC, first: no message locks and no duplicate check; the rows go in by COPY, and the
+    unique (source, messageId) index turns a stored or concurrently stored message id into a
+    conflict that aborts the batch. Fresh messages (nearly every batch) cost nothing more.
+    CHECKED, after such a conflict: the message ids are locked and the stored ones counted as
+    duplicates before anything is written, so a replay changes nothing. INSERT, when a writer
+    that takes no message lock (an import) stored a message id meanwhile: INSERT ... ON
+    CONFLICT DO NOTHING counts such rows as duplicates.
+    """
+
+    OPTIMISTIC = "optimistic"
+    CHECKED = "checked"
+    INSERT = "insert"
+
+
 class _EventConflict(Exception):
-    """A row of the COPY met a stored (source, messageId): the batch is done again with the
-    INSERT that skips conflicts."""
+    """A row of the COPY met a stored (source, messageId), or deadlocked with a batch storing
+    the same message ids in another order: the batch is done again in the next mode."""
 
 
 def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
     """The rows by binary COPY: no per-row conflict arbitration in the server and no Python
-    array building here. Only for rows whose message ids were checked under the message locks
-    (so no replay of the tracking API can be stored meanwhile); any other writer's conflicting
-    row (an import into the same source) aborts the COPY with `_EventConflict`."""
+    array building here. A conflicting row aborts the COPY with `_EventConflict`: checked
+    rows can only meet another writer's (an import into the same source), optimistic ones any
+    stored or racing message id."""
     import psycopg
 
     with raw_cursor() as cursor:
@@ -270,6 +299,10 @@ def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
             if exc.diag.constraint_name == _EVENT_UNIQUE:
                 raise _EventConflict from None
             raise
+        except psycopg.errors.DeadlockDetected:
+            # Two batches storing shared message ids in different orders, each waiting on the
+            # other's row (one at least optimistic): the one the server aborted goes again.
+            raise _EventConflict from None
     return {row[2] for row in rows}
 
 
@@ -320,7 +353,7 @@ def events_ingest(
     enqueued after commit, so the request never waits for the worker.
     """
 
-    def run(copy: bool) -> IngestResult:
+    def run(mode: _Mode) -> IngestResult:
         return _events_ingest(
             source=source,
             messages=messages,
@@ -328,16 +361,23 @@ def events_ingest(
             received_at=received_at,
             gpc=gpc,
             user_agent=user_agent,
-            copy=copy,
+            mode=mode,
         )
 
     try:
-        return run(copy=True)
+        return run(_Mode.OPTIMISTIC)
+    except _EventConflict:
+        # A message id of the batch is stored already, or was stored meanwhile (a client's
+        # retry, a replay racing its original). Everything was rolled back; do it again under
+        # the message locks with the duplicate check, so that a replay changes nothing.
+        pass
+    try:
+        return run(_Mode.CHECKED)
     except _EventConflict:
         # Another writer stored one of the batch's message ids meanwhile (not a tracking
         # replay: those wait on the message locks). Everything was rolled back; do it again
         # with the INSERT that counts such rows as duplicates.
-        return run(copy=False)
+        return run(_Mode.INSERT)
 
 
 def _events_ingest(
@@ -348,9 +388,9 @@ def _events_ingest(
     received_at: dt.datetime,
     gpc: bool = False,
     user_agent: str | None = None,
-    copy: bool = True,
+    mode: _Mode = _Mode.CHECKED,
 ) -> IngestResult:
-    """`events_ingest`; `copy` stores the rows by COPY, else by INSERT ... ON CONFLICT."""
+    """`events_ingest` in one of its three modes (`_Mode`)."""
     result = IngestResult(received=len(messages) + len(rejections), rejected=list(rejections))
     actor = actor_for_source(source.id)
     blocked = blocked_values()
@@ -384,12 +424,15 @@ def _events_ingest(
 
     touched: set[uuid.UUID] = set()
     with transaction.atomic():
-        source_bytes = source.id.bytes
-        # Replays of a message run one after the other, so the second sees the first's row.
-        _lock(_MESSAGE_LOCKS, {_lock_key(source_bytes + m.message_id.encode()) for m in kept})
-        existing = _stored_message_ids(source.id, [m.message_id for m in kept])
-        fresh = [m for m in kept if m.message_id not in existing]
-        result.duplicate += len(kept) - len(fresh)
+        source_lock_for_events(source.id)
+        fresh = kept
+        if mode is not _Mode.OPTIMISTIC:
+            source_bytes = source.id.bytes
+            # Replays of a message run one after the other, so the second sees the first's row.
+            _lock(_MESSAGE_LOCKS, {_lock_key(source_bytes + m.message_id.encode()) for m in kept})
+            existing = _stored_message_ids(source.id, [m.message_id for m in kept])
+            fresh = [m for m in kept if m.message_id not in existing]
+            result.duplicate += len(kept) - len(fresh)
 
         suppressed = suppressed_indexes(
             i.index for m in fresh for i in (*claims[m.index].idents, *claims[m.index].previous)
@@ -466,7 +509,7 @@ def _events_ingest(
         )
         if not rows:
             inserted: set[str] = set()
-        elif copy:
+        elif mode is not _Mode.INSERT:
             inserted = _copy_events(rows)
         else:
             inserted = _insert_events(rows)

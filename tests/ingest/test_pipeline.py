@@ -31,6 +31,31 @@ def test_replayed_batch_counts_duplicates_and_changes_nothing(post):
     assert Customer.objects.count() == customers
 
 
+def test_a_replay_with_changed_content_changes_nothing(post):
+    """A batch goes in optimistically (no message locks, no duplicate check) and a stored
+    message id aborts it: what the aborted attempt wrote (traits, consent) is rolled back and
+    the checked attempt counts the message as a duplicate. A client replaying a message id with
+    other content must not rewrite the profile or the consent ledger."""
+    identify = message("identify", userId="replayer", traits={"plan": "basic"})
+    assert post("batch", {"batch": [identify]}).json()["accepted"] == 1
+    customer = owner("user_id", "replayer")
+    ledger = ConsentEvent.objects.count()
+    replay = {
+        **identify,
+        "traits": {"plan": "gold"},
+        "context": {"consent": {"categoryPreferences": {"analytics": True, "advertising": True}}},
+    }
+    fresh = message(userId="replayer")
+
+    body = post("batch", {"batch": [fresh, replay]}).json()
+
+    assert (body["accepted"], body["duplicate"]) == (1, 1)
+    customer.refresh_from_db()
+    assert customer.attributes.get("plan") == "basic"
+    assert ConsentEvent.objects.count() == ledger
+    assert Event.objects.filter(customer=customer).count() == 2
+
+
 def test_same_message_id_twice_in_one_batch_is_one_event_and_one_duplicate(post):
     msg = message()
 
