@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -115,3 +116,90 @@ def test_rate_limit_answers_429_with_retry_after_and_stores_nothing(post, source
     assert second.json()["code"] == "rate_limited"
     assert 1 <= int(second["Retry-After"]) <= 60
     assert Event.objects.count() == 2
+
+
+def test_the_database_refuses_to_delete_a_source_with_events(post, source):
+    """Event.source has no per-row foreign-key check (the batch locks its source once); the
+    delete half is a trigger, so even raw SQL cannot orphan a source's events."""
+    from django.db import IntegrityError, connection, transaction
+
+    assert post("batch", body()).json()["accepted"] == 1
+    with pytest.raises(IntegrityError, match="still has events"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM ingest_source WHERE id = %s", [source.source.id])
+    unused = Source.objects.create(name="unused", key_hash=b"\0" * 32)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM ingest_source WHERE id = %s", [unused.id])
+    assert not Source.objects.filter(pk=unused.pk).exists()
+
+
+def test_a_source_deleted_after_authentication_is_an_unknown_key(source):
+    from cdp.ingest.messages import RequestError
+    from cdp.ingest.pipeline import source_lock_for_events
+
+    source_lock_for_events(source.source.id)  # exists: locked, no error
+    with pytest.raises(RequestError) as raised:
+        source_lock_for_events(uuid.uuid4())
+    assert raised.value.status == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_delete_racing_a_batch_waits_for_it_and_then_fails(source):
+    """The batch holds its source FOR KEY SHARE until it commits: a DELETE started meanwhile
+    waits, and its trigger then sees the batch's events (without the lock it would see none
+    and orphan them)."""
+    import threading
+
+    import psycopg
+    from django.db import connection, transaction
+
+    from cdp.ingest.pipeline import source_lock_for_events
+    from cdp.profiles.models import Customer
+
+    customer = Customer.objects.create()
+    settings = connection.settings_dict
+    params = {
+        "dbname": settings["NAME"],
+        "user": settings["USER"],
+        "host": settings["HOST"],
+        "port": settings["PORT"] or 5432,
+        "password": settings["PASSWORD"] or None,
+    }
+    outcome: list[BaseException | None] = []
+
+    def delete() -> None:
+        with psycopg.connect(**params, autocommit=True) as other:
+            try:
+                other.execute("DELETE FROM ingest_source WHERE id = %s", [source.source.id])
+                outcome.append(None)
+            except psycopg.Error as exc:
+                outcome.append(exc)
+
+    with transaction.atomic():
+        source_lock_for_events(source.source.id)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO ingest_event (id, source_id, message_id, customer_id, type, name, "
+                '"timestamp", received_at, clamped, currency, product_id, properties, payload) '
+                "VALUES (%s, %s, 'm-1', %s, 'track', 'x', now(), now(), false, '', '', '{}', "
+                "'\\x00')",
+                [uuid.uuid4(), source.source.id, customer.id],
+            )
+        thread = threading.Thread(target=delete)
+        thread.start()
+        with psycopg.connect(**params, autocommit=True) as watcher:
+            for _ in range(500):
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'DELETE FROM ingest_source%%'"
+                ).fetchone()
+                if row[0]:
+                    break
+                thread.join(0.02)
+            else:
+                pytest.fail("the DELETE never waited on the batch's lock")
+    thread.join(30)
+
+    assert isinstance(outcome[0], psycopg.errors.ForeignKeyViolation)
+    assert Source.objects.filter(pk=source.source.pk).exists()
+    Event.objects.filter(source=source.source).delete()
