@@ -53,14 +53,16 @@ class BatchConsent:
 
 # Index probes per customer (the primary key, the unique (customer, purpose) index): a plain
 # join of the array has the planner hash whole tables, and `= ANY(array)` scans the state table.
-# LIMIT and OFFSET 0 keep the LATERAL subqueries from being flattened into such a join. The
-# ordinality comes back instead of the id: an integer decodes for nothing, a UUID costs a
-# Python object per row.
+# The locking clause and OFFSET 0 keep the LATERAL subqueries from being flattened into such a
+# join. The ordinality comes back instead of the id: an integer decodes for nothing, a UUID
+# costs a Python object per row. Each customer is locked FOR KEY SHARE until the batch commits:
+# the insert half of the events' customer key (see `Event.customer`); the ids come sorted, so
+# the locks are taken in the order erasure takes its own.
 _HELD = """
 SELECT u.n, c.status, c.jurisdiction, s.purpose_code, s.granted, s.expires_at
 FROM unnest(%b::uuid[]) WITH ORDINALITY AS u(id, n)
 CROSS JOIN LATERAL (
-    SELECT status, jurisdiction FROM profiles_customer WHERE id = u.id LIMIT 1
+    SELECT status, jurisdiction FROM profiles_customer WHERE id = u.id FOR KEY SHARE
 ) AS c
 LEFT JOIN LATERAL (
     SELECT purpose_code, granted, expires_at FROM consent_consentstate
@@ -71,8 +73,12 @@ LEFT JOIN LATERAL (
 
 def batch_consent_read(customer_ids: Collection[uuid.UUID]) -> BatchConsent:
     """Status, jurisdiction and consent states of the batch's customers, in one query: what
-    both the consent carried in the messages and the analytics decision compare against."""
-    ids = list(customer_ids)
+    both the consent carried in the messages and the analytics decision compare against.
+
+    Locks the customers (FOR KEY SHARE) until the transaction ends, so that the batch may store
+    events for them: a customer deleted meanwhile (erased) is not returned, and so is allowed
+    nothing."""
+    ids = sorted(customer_ids)
     by_position: dict[int, HeldCustomer] = {}
     if ids:
         with raw_cursor() as cursor:

@@ -15,7 +15,7 @@ import enum
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -113,6 +113,23 @@ def source_lock_for_events(source_id: uuid.UUID) -> None:
         cursor.execute("SELECT 1 FROM ingest_source WHERE id = %b FOR KEY SHARE", [source_id])
         if cursor.fetchone() is None:
             raise RequestError(401, "invalid_write_key", "the write key is not valid")
+
+
+def customers_lock_for_events(customer_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    """The insert half of `Event.customer`'s key, once per batch, for writers other than the
+    tracking pipeline (whose consent read takes the same locks): the customers are locked FOR
+    KEY SHARE until the transaction ends, in id order (erasure's order). Returns the ids that
+    exist; events of the others (erased meanwhile) must not be written."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return set()
+    with raw_cursor() as cursor:
+        cursor.execute(
+            "SELECT c.id FROM unnest(%b::uuid[]) AS u(id) CROSS JOIN LATERAL ("
+            "SELECT id FROM profiles_customer WHERE id = u.id FOR KEY SHARE) AS c",
+            [ids],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 # One probe of the (source, messageId) index per message id. `message_id = ANY(array)` let the

@@ -215,6 +215,17 @@ def erase_customers(
     indexes = {(k, bytes(v)) for k, v in identifiers}
     blobs = [v for _, v in indexes]
     outcome = ErasureOutcome()
+    if ids:
+        # Events carry no per-row foreign key (see `Event.customer`): a batch storing events
+        # holds its customers FOR KEY SHARE. Locking them first (in id order, as batches do)
+        # makes the erasure wait for such a batch, whose events the deletes below then see, and
+        # makes a later batch wait for the erasure and find the customers gone.
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM profiles_customer "
+                "WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE) AS locked",
+                [ids],
+            )
     relations = tuple(subject_relations())
     for relation in relations:
         policy = erasure_policy_of(relation.model)

@@ -22,6 +22,7 @@ from cdp.ingest.imports.bulk import customers_copy, identities_copy, source_reco
 from cdp.ingest.imports.resolve import ImportPlan, RowClaim, import_resolution_plan
 from cdp.ingest.imports.rows import ProfileRow, RowError, TransactionRow, is_non_product
 from cdp.ingest.models import Event, ImportJob, Source
+from cdp.ingest.pipeline import customers_lock_for_events
 from cdp.ingest.selectors import suppressed_indexes
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus
@@ -352,6 +353,13 @@ def transactions_chunk(
 
     payload_field = Event._meta.get_field("payload")
     customer_of = {r.number: final(plan.customer_of[r.number]) for r in fresh}
+    # Events carry no per-row foreign key: lock the customers (erasure waits for this chunk, or
+    # this chunk for an erasure that then leaves no customer to write for).
+    live = customers_lock_for_events(customer_of.values())
+    for row in fresh:
+        if customer_of[row.number] not in live:
+            _reject(result, row.number, "suppressed", "the profile was erased during the import")
+    fresh = [r for r in fresh if customer_of[r.number] in live]
     subject_keys_load(set(customer_of.values()))
     columns: list[list[Any]] = [[] for _ in range(11)]
     job_id = str(job.id)
