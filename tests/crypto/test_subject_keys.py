@@ -128,3 +128,35 @@ def test_keys_created_in_bulk_are_what_keyring_unwrap_reads_from_the_stored_rows
     # A fresh process reads the same key from the row.
     cache_clear()
     assert subject_key_get(subjects[3]).key_id == cached[subjects[3]].key_id
+
+
+def test_keys_for_made_up_subjects_are_copied_in_and_returned(django_assert_num_queries) -> None:
+    """`subject_keys_create_new`: one COPY, the returned keys are the cached ones and the stored
+    rows unwrap to them; a subject that already has a key fails the statement instead of being
+    given a second one."""
+    from django.db import IntegrityError, transaction
+
+    from cdp.crypto.keyring import get_keyring
+    from cdp.crypto.subject_keys import subject_keys_create_new
+
+    subjects = [uuid.uuid4() for _ in range(30)]
+    keys = subject_keys_create_new(subjects)
+    assert set(keys) == set(subjects)
+    keyring = get_keyring()
+    for row in SubjectKey.objects.filter(subject_id__in=subjects):
+        key = keys[row.subject_id]
+        assert _cache.get(row.subject_id) is key
+        assert row.key_id == key.key_id
+        dek = keyring.unwrap(
+            bytes(row.wrapped_key),
+            kek_id=row.kek_id,
+            subject_id=str(row.subject_id),
+            key_id=row.key_id,
+        )
+        sealed = key.cipher.encrypt(b"\1" * 12, b"v", b"")
+        assert AESGCM(dek).decrypt(b"\1" * 12, sealed, b"") == b"v"
+    assert SubjectKey.objects.filter(subject_id__in=subjects).count() == 30
+    before = SubjectKey.objects.get(subject_id=subjects[0]).wrapped_key
+    with pytest.raises(IntegrityError), transaction.atomic():
+        subject_keys_create_new([subjects[0]])
+    assert SubjectKey.objects.get(subject_id=subjects[0]).wrapped_key == before

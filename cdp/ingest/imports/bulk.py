@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from django.db import connection
 from django.utils import timezone
 
 from cdp.crypto import aead
 from cdp.crypto.fields import EncryptedField
 from cdp.crypto.subject_keys import (
     DataKey,
-    subject_keys_create,
+    subject_keys_create_new,
     subject_keys_held,
 )
 from cdp.db import UUIDBytesDumper, json_bytes, raw_cursor, time_ordered_ids
@@ -109,7 +110,9 @@ def _json(field: EncryptedField, value: Any) -> bytes:
 def _copy(table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
     import psycopg
 
-    with raw_cursor() as cursor:
+    # Errors as Django's: a unique violation (an identifier a concurrent writer linked first)
+    # must reach the run as the IntegrityError it retries the chunk on, not as psycopg's own.
+    with connection.wrap_database_errors, raw_cursor() as cursor:
         psycopg.types.json.set_json_dumps(json_bytes, context=cursor)
         cursor.adapters.register_dumper(uuid.UUID, UUIDBytesDumper)
         statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
@@ -126,8 +129,8 @@ def customers_copy(new_customers: dict[uuid.UUID, dict[str, Any]]) -> None:
     """Create profiles (data keys first) with their initial values, in one COPY."""
     if not new_customers:
         return
-    subject_keys_create(new_customers)
-    keys = subject_keys_held(new_customers)
+    # The plan's new profile ids are fresh random UUIDs: their keys go in by COPY, unchecked.
+    keys = subject_keys_create_new(new_customers)
     fields = {name: Customer._meta.get_field(name) for name in _CUSTOMER_COLUMNS[4:11]}
     where = {name: field.where for name, field in fields.items()}
     sealer = _Sealer()

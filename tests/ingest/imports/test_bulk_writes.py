@@ -146,3 +146,20 @@ def test_presence_counted_per_chunk_equals_counting_each_cell() -> None:
     quality.observe_presence_rows(state, headers, values)
 
     assert state == expected
+
+
+def test_a_copied_identity_someone_else_linked_first_is_an_integrity_error() -> None:
+    """The run retries a chunk on Django's IntegrityError; the bulk COPY must raise that one
+    (psycopg's own UniqueViolation would fail the job instead of planning the chunk again)."""
+    from django.db import IntegrityError, transaction
+
+    from cdp.ingest.imports.bulk import identities_copy
+
+    job = run_import(b"email\nann@shop.example\n", mapping={"email": "email"})
+    assert job.created == 1
+    identity = Identity.objects.get(kind="email")
+    customer = Customer.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        identities_copy(
+            [("email", "", "ann@shop.example", bytes(identity.value_index), customer.id)]
+        )
