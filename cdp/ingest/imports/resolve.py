@@ -226,8 +226,9 @@ def import_resolution_plan(
             primary = next(fresh_ids)
             planner.country[primary] = claim.country
             matched_by[claim.key] = None
+        owner = planner.owner
         for ri in claim.idents:
-            if planner.owner_of(ri.key) is None:
+            if ri.key not in owner:  # owner_of(...) is None, without following merges
                 planner.link(ri, primary)
         if claim.content is not None and "content" in order:
             planner.owner.setdefault(_content_key(source_name, claim.content), primary)
@@ -235,18 +236,25 @@ def import_resolution_plan(
             planner.country[primary] = claim.country
         customer_of[claim.key] = primary
 
-    customer_of = {key: planner.find(cid) for key, cid in customer_of.items()}
-    new_ids = {cid for cid in customer_of.values() if cid not in planner.stored}
-    new_ids |= {planner.find(cid) for _, cid in planner.new_identities.values()} - planner.stored
+    # Without merges in the chunk every id is its own root: find() is skipped (five calls per
+    # row, each hashing a UUID in Python).
+    find = planner.find if planner.parent else None
+    if find is not None:
+        customer_of = {key: find(cid) for key, cid in customer_of.items()}
+    stored = planner.stored
+    new_ids = set(customer_of.values()) - stored if stored else set(customer_of.values())
+    new_identities = [
+        (ri, cid if find is None else find(cid))
+        for ri, cid in planner.new_identities.values()
+        if ri.key[0] != "content"
+    ]
+    new_ids |= {cid for _, cid in new_identities} - stored
+    country = planner.country
     return ImportPlan(
         customer_of=customer_of,
         matched_by=matched_by,
-        new_customers={cid: planner.country.get(cid, "") for cid in new_ids},
-        new_identities=[
-            (ri, planner.find(cid))
-            for ri, cid in planner.new_identities.values()
-            if ri.key[0] != "content"
-        ],
+        new_customers={cid: country.get(cid, "") for cid in new_ids},
+        new_identities=new_identities,
         merges=planner.merges,
         blocked_rows=blocked,
         refused_merges=planner.refused_merges,
