@@ -66,6 +66,7 @@ from cdp.ingest.models import (
     SourceKind,
 )
 from cdp.ingest.services import source_create
+from cdp.memory import collector_paused
 from cdp.profiles.resolution import blocked_values
 
 logger = logging.getLogger(__name__)
@@ -538,9 +539,17 @@ def import_job_run(*, job_id: uuid.UUID | str, actor: str = "system:import") -> 
                 ctx=runner.ctx,
             )
             started = time.monotonic()
-            for chunk in chunks:
+            while True:
+                # A chunk's cleaning and writing allocate a few hundred thousand containers, none
+                # in a cycle: with the collector on, ~a fifth of the run's CPU went to traversing
+                # them (and the worker's whole heap) again and again. It runs once per chunk now.
+                with collector_paused():
+                    chunk = next(chunks, None)
+                    if chunk is not None and chunk.rows:
+                        runner.commit(chunk, started)
+                if chunk is None:
+                    break
                 if chunk.rows:
-                    runner.commit(chunk, started)
                     started = time.monotonic()
                 if chunk.error is not None:
                     _finish(runner.job.pk, actor, runner.state, error=chunk.error)
