@@ -56,8 +56,8 @@ def test_same_batch_from_several_clients_at_once_is_stored_once(live_server, sou
 def test_a_row_another_writer_commits_during_the_copy_is_counted_as_a_duplicate(client, source):
     """Events are stored by COPY, which has no ON CONFLICT: a writer that takes no message lock
     (an import into the same source) and commits one of the batch's message ids while the COPY
-    waits on it makes the batch run again with the INSERT that skips conflicts, so the client
-    still gets 200 with the row counted as a duplicate."""
+    waits on it aborts the batch, which runs again (checked for stored ids, or with the INSERT
+    that skips conflicts), so the client still gets 200 with the row counted as a duplicate."""
     import psycopg
     from django.db import connection
 
