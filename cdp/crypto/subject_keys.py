@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from cdp.crypto import aead
 from cdp.crypto.errors import KeyDestroyedError, UnknownKeyError
-from cdp.crypto.keyring import NONCE_BYTES, _wrap_aad, get_keyring
+from cdp.crypto.keyring import NONCE_BYTES, get_keyring
 from cdp.crypto.models import SubjectKey
 from cdp.db import UUIDBytesDumper, binding_cursor, raw_cursor
 
@@ -191,9 +191,7 @@ def _wrapped_fresh_keys(
     all subjects come from one read of the system's generator, and the wrapping is one loop with
     the primary KEK's cipher (an import creates thousands of keys per chunk, and the per-key
     calls cost more than the AES work)."""
-    keyring = get_keyring()
-    kek_id = keyring.primary_id
-    kek = keyring._ciphers[kek_id]
+    kek_id, wrap = get_keyring().primary_wrapper()
     stride = _KEY_ID_BYTES + DEK_BYTES + NONCE_BYTES
     pool = os.urandom(stride * len(subject_ids))
     fresh: dict[uuid.UUID, tuple[int, bytes]] = {}
@@ -203,7 +201,7 @@ def _wrapped_fresh_keys(
         key_id = int.from_bytes(pool[at : at + _KEY_ID_BYTES], "big")
         dek = pool[at + _KEY_ID_BYTES : at + _KEY_ID_BYTES + DEK_BYTES]
         nonce = pool[at + _KEY_ID_BYTES + DEK_BYTES : at + stride]
-        wrapped = nonce + kek.encrypt(nonce, dek, _wrap_aad(str(sid), key_id, kek_id))
+        wrapped = wrap(dek, nonce, str(sid), key_id)
         fresh[sid] = (key_id, dek)
         key_ids.append(key_id)
         wrapped_keys.append(wrapped)
