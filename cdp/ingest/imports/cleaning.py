@@ -48,24 +48,6 @@ def _looks_numeric(value: str) -> bool:
     return bool(re.fullmatch(r"[+-]?[\d\s().,/-]+", value))
 
 
-def email_normalized(value: str) -> str:
-    """`normalize_email`, with its whitespace test as one `str.split` instead of a generator
-    over the characters (`split()` breaks on exactly the characters `isspace()` accepts)."""
-    text = value.strip().lower()
-    local, at, domain = text.rpartition("@")
-    if (
-        not at
-        or not local
-        or "." not in domain
-        or domain.startswith(".")
-        or domain.endswith(".")
-        or len(text) > 254
-        or text.split() != [text]
-    ):
-        raise NormalizationError("not an e-mail address")
-    return text
-
-
 def clean_email(value: str) -> str:
     try:
         return normalize_email(value)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from cdp.crypto.blind_index import blind_index
+from cdp.crypto.blind_index import blind_index, normalize_email
 from cdp.crypto.errors import NormalizationError
 from cdp.ingest.imports.cleaning import (
     CellError,
@@ -23,7 +23,6 @@ from cdp.ingest.imports.cleaning import (
     clean_decimal,
     clean_identifier,
     clean_int,
-    email_normalized,
     refuse_formula,
     typed_attribute,
 )
@@ -159,7 +158,7 @@ def _ident(kind: str, value: str, region: str | None, ctx: Context) -> Ident:
     if ident is None:
         if kind == _PHONE or kind == _EMAIL:
             # identifier_index's normalisation, faster (the same result; tests/.../test_phones).
-            normalized = phone_e164(value, region) if kind == _PHONE else email_normalized(value)
+            normalized = phone_e164(value, region) if kind == _PHONE else normalize_email(value)
             ident = Ident(kind, normalized, blind_index(normalized, domain=kind))
         else:
             normalized, index = identifier_index(kind, value, default_region=region)

@@ -101,7 +101,7 @@ def test_identifiers_repeated_in_a_file_are_normalised_once(monkeypatch) -> None
         calls.append("phone")
         return real_phone(value, region)
 
-    real_email = rows.email_normalized
+    real_email = rows.normalize_email
 
     def counting_email(value: str) -> str:
         calls.append("email")
@@ -109,7 +109,7 @@ def test_identifiers_repeated_in_a_file_are_normalised_once(monkeypatch) -> None
 
     monkeypatch.setattr(rows, "identifier_index", counting)
     monkeypatch.setattr(rows, "phone_e164", counting_phone)
-    monkeypatch.setattr(rows, "email_normalized", counting_email)
+    monkeypatch.setattr(rows, "normalize_email", counting_email)
     ctx = _context({"email": "email", "phone": "phone"})
 
     cleaned = [
