@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -69,3 +71,20 @@ class UUIDBytesDumper(Dumper):
 
     def dump(self, obj: Any) -> bytes:
         return obj if obj.__class__ is bytes else obj.bytes
+
+
+def copy_binary(
+    table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Rows into `table` by one binary COPY in Django's connection and transaction: ids as
+    UUIDs or their 16 bytes (`UUIDBytesDumper`), jsonb through `json_bytes`. Errors are
+    psycopg's (callers that retry on Django's wrap the call in `connection.wrap_database_errors`,
+    those that read the violated constraint catch psycopg's own)."""
+    with raw_cursor() as cursor:
+        psycopg.types.json.set_json_dumps(json_bytes, context=cursor)
+        cursor.adapters.register_dumper(uuid.UUID, UUIDBytesDumper)
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with cursor.copy(statement) as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)

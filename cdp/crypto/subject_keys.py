@@ -20,7 +20,7 @@ from cdp.crypto import aead
 from cdp.crypto.errors import KeyDestroyedError, UnknownKeyError
 from cdp.crypto.keyring import NONCE_BYTES, get_keyring
 from cdp.crypto.models import SubjectKey
-from cdp.db import UUIDBytesDumper, binding_cursor, raw_cursor
+from cdp.db import binding_cursor, copy_binary
 
 DEK_BYTES = 32
 _KEY_ID_BYTES = 4  # what secrets.randbits(32) draws
@@ -70,17 +70,11 @@ class _DataKeyCache:
         return entry[1]
 
     def put(self, subject_id: uuid.UUID, key: DataKey) -> None:
-        size = settings.CDP_DEK_CACHE_SIZE
-        if size <= 0:
-            return
-        with self._lock:
-            self._entries.pop(subject_id.int, None)
-            self._entries[subject_id.int] = (time.monotonic() + settings.CDP_DEK_CACHE_SECONDS, key)
-            while len(self._entries) > size:
-                self._entries.popitem(last=False)
+        self.put_many(((subject_id, key),))
 
     def put_many(self, entries: Iterable[tuple[uuid.UUID, DataKey]]) -> None:
-        """`put` for many keys: the settings read and the lock taken once."""
+        """Cache the keys, dropping the oldest beyond `CDP_DEK_CACHE_SIZE`; the settings read
+        and the lock taken once for all of them."""
         size = settings.CDP_DEK_CACHE_SIZE
         if size <= 0:
             return
@@ -248,16 +242,16 @@ def subject_keys_create_new(subject_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID,
     kek_id, fresh, key_ids, wrapped_keys = _wrapped_fresh_keys(wanted)
     now = timezone.now()
     # Errors as Django's (an IntegrityError, which the import retries a chunk on).
-    with connection.wrap_database_errors, raw_cursor() as cursor:
-        cursor.adapters.register_dumper(uuid.UUID, UUIDBytesDumper)
-        statement = (
-            f"COPY {SubjectKey._meta.db_table} ({', '.join(_KEY_COLUMNS)}) "
-            "FROM STDIN (FORMAT BINARY)"
+    with connection.wrap_database_errors:
+        copy_binary(
+            SubjectKey._meta.db_table,
+            _KEY_COLUMNS,
+            _KEY_TYPES,
+            (
+                (sid, key_id, kek_id, wrapped, now)
+                for sid, key_id, wrapped in zip(wanted, key_ids, wrapped_keys, strict=True)
+            ),
         )
-        with cursor.copy(statement) as copy:
-            copy.set_types(list(_KEY_TYPES))
-            for sid, key_id, wrapped in zip(wanted, key_ids, wrapped_keys, strict=True):
-                copy.write_row((sid, key_id, kek_id, wrapped, now))
     keys = {sid: _new_data_key(sid, *fresh[sid]) for sid in wanted}
     _cache.put_many(keys.items())
     return keys

@@ -29,7 +29,7 @@ from cdp.crypto.subject_keys import (
     DataKey,
     subject_keys_held,
 )
-from cdp.db import UUIDBytesDumper, json_bytes, raw_cursor, time_ordered_ids
+from cdp.db import copy_binary, raw_cursor, time_ordered_ids
 from cdp.ingest.classification import Classes, classes, non_personal_properties
 from cdp.ingest.consent_context import (
     batch_consent_read,
@@ -211,7 +211,7 @@ def _event_rows(
     table: Classes,
     keys: dict[uuid.UUID, DataKey],
 ) -> list[tuple[Any, ...]]:
-    """The batch's `ingest_event` rows, in `_COPY` column order (ids as their 16 bytes,
+    """The batch's `ingest_event` rows, in `_COPY_COLUMNS` order (ids as their 16 bytes,
     properties as a dict), sealed under the customers' data keys (`subject_keys_held`)."""
     rows = []
     source_id = source.id.bytes
@@ -249,10 +249,23 @@ def _event_rows(
     return rows
 
 
-_COPY = (
-    'COPY ingest_event (id, source_id, message_id, customer_id, type, name, "timestamp", '
-    "original_timestamp, sent_at, received_at, clamped, amount, currency, product_id, "
-    "properties, payload) FROM STDIN (FORMAT BINARY)"
+_COPY_COLUMNS = (
+    "id",
+    "source_id",
+    "message_id",
+    "customer_id",
+    "type",
+    "name",
+    '"timestamp"',
+    "original_timestamp",
+    "sent_at",
+    "received_at",
+    "clamped",
+    "amount",
+    "currency",
+    "product_id",
+    "properties",
+    "payload",
 )
 _COPY_TYPES = [
     "uuid",
@@ -304,22 +317,16 @@ def _copy_events(rows: list[tuple[Any, ...]]) -> set[str]:
     stored or racing message id."""
     import psycopg
 
-    with raw_cursor() as cursor:
-        psycopg.types.json.set_json_dumps(json_bytes, context=cursor)
-        cursor.adapters.register_dumper(uuid.UUID, UUIDBytesDumper)
-        try:
-            with cursor.copy(_COPY) as copy:
-                copy.set_types(_COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name == _EVENT_UNIQUE:
-                raise _EventConflict from None
-            raise
-        except psycopg.errors.DeadlockDetected:
-            # Two batches storing shared message ids in different orders, each waiting on the
-            # other's row (one at least optimistic): the one the server aborted goes again.
+    try:
+        copy_binary("ingest_event", _COPY_COLUMNS, _COPY_TYPES, rows)
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name == _EVENT_UNIQUE:
             raise _EventConflict from None
+        raise
+    except psycopg.errors.DeadlockDetected:
+        # Two batches storing shared message ids in different orders, each waiting on the
+        # other's row (one at least optimistic): the one the server aborted goes again.
+        raise _EventConflict from None
     return {row[2] for row in rows}
 
 

@@ -29,7 +29,7 @@ from cdp.crypto.subject_keys import (
     subject_keys_create_new,
     subject_keys_held,
 )
-from cdp.db import UUIDBytesDumper, json_bytes, raw_cursor, time_ordered_ids
+from cdp.db import copy_binary, time_ordered_ids
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus, Identity, SourceRecord
 
@@ -93,9 +93,9 @@ class _Sealer:
     def seal(self, key: DataKey, where: bytes, row: bytes, plaintext: bytes) -> bytes:
         if not self._nonces:
             self._nonces = aead.nonces(_NONCE_BLOCK)
-        # aead.associated_data(header, where, subject, row) in one join: each new profile's key
-        # seals about seven values, so caching the prefix per key saved nothing.
-        aad = b"".join((key.header, where, key.subject, b"|", row))
+        # Built whole per value: each new profile's key seals about seven values, so caching
+        # the prefix per key (`DataKey.aad_prefix`) saved nothing.
+        aad = aead.associated_data(key.header, where, key.subject, row)
         return aead.seal_with_nonce(key.cipher, key.header, self._nonces.pop(), plaintext, aad)
 
 
@@ -108,21 +108,14 @@ def _json(field: EncryptedField, value: Any) -> bytes:
 
 
 def _copy(table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
-    import psycopg
-
     # Errors as Django's: a unique violation (an identifier a concurrent writer linked first)
     # must reach the run as the IntegrityError it retries the chunk on, not as psycopg's own.
-    with connection.wrap_database_errors, raw_cursor() as cursor:
-        psycopg.types.json.set_json_dumps(json_bytes, context=cursor)
-        cursor.adapters.register_dumper(uuid.UUID, UUIDBytesDumper)
-        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-        with cursor.copy(statement) as copy:
-            copy.set_types(list(types))
-            for row in rows:
-                copy.write_row(row)
+    with connection.wrap_database_errors:
+        copy_binary(table, columns, types, rows)
 
 
-_TEXT_SEALED = ("email", "phone", "first_name", "last_name")
+# Sealed as JSON through orjson (the field's own serialiser for what orjson refuses).
+_JSON_SEALED = frozenset(("address", "traits"))
 
 
 def customers_copy(new_customers: dict[uuid.UUID, dict[str, Any]]) -> None:
@@ -144,20 +137,12 @@ def customers_copy(new_customers: dict[uuid.UUID, dict[str, Any]]) -> None:
         if jurisdiction is None:
             jurisdiction = jurisdictions[country] = str(jurisdiction_for(country))
         sealed: list[bytes | None] = []
-        for name in _TEXT_SEALED:
+        for name, field in fields.items():
             value = values.get(name)
             if value is None:
                 sealed.append(None)
             else:
-                plaintext = fields[name].to_bytes(value)
-                sealed.append(sealer.seal(key, where[name], key.subject, plaintext))
-        for name in ("birth_date", "address", "traits"):
-            value = values.get(name)
-            if value is None:
-                sealed.append(None)
-            else:
-                field = fields[name]
-                plaintext = field.to_bytes(value) if name == "birth_date" else _json(field, value)
+                plaintext = _json(field, value) if name in _JSON_SEALED else field.to_bytes(value)
                 sealed.append(sealer.seal(key, where[name], key.subject, plaintext))
         rows.append(
             (
