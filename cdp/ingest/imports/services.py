@@ -199,7 +199,7 @@ def import_job_create(
     job.stored_path = path.name
     saved = ColumnMapping.objects.filter(source=source, kind=kind).first()
     try:
-        job.options = clean_options(options if options is not None else (saved and saved.options))
+        job.options = clean_options(_over_saved(options, saved))
         with _open(job) as reader:
             dialect = sniff(reader.read(SAMPLE_BYTES))
         job.encoding, job.delimiter = dialect.encoding, dialect.delimiter
@@ -225,6 +225,20 @@ def import_job_create(
         if start:
             _enqueue_on_commit(job.id)
     return job
+
+
+def _over_saved(
+    options: dict[str, Any] | None, saved: ColumnMapping | None
+) -> dict[str, Any] | None:
+    """The caller's options over those saved for the source: an option left empty (what the
+    command line and the API send when it is not given) keeps the saved value, so a source's
+    default region and day-first switch are reused from every entry point, not only the admin."""
+    if options is None:
+        return saved.options if saved is not None else None
+    if saved is None or not saved.options:
+        return options
+    given = {k: v for k, v in options.items() if v not in (None, "", False, [])}
+    return {**saved.options, **given}
 
 
 def _audit_create(job: ImportJob, actor: str) -> None:
