@@ -132,6 +132,14 @@ class RowStream:
         self.header = [h.strip().lstrip("\ufeff") for h in header]
         if not any(self.header):
             raise ImportFileError("import_no_header", "the first row has no column names")
+        if any(_looks_like_data(h) for h in self.header):
+            # Kept as headers, the row's values would be stored in plaintext (the job's headers
+            # and mapping), shown in the admin and the API, and named in the error report.
+            raise ImportFileError(
+                "import_no_header",
+                "the first row holds an e-mail address or a phone number, not column names: "
+                "the file needs a header row",
+            )
         if any(_has_surrogates(h) for h in self.header):
             raise ImportFileError(
                 "import_encoding", f"the header row is not valid {dialect.encoding}"
@@ -159,6 +167,21 @@ class RowStream:
                 continue  # blank line
             self.rows_read += 1
             yield RawRow(self.rows_read + 1, values)
+
+
+_EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE_LIKE = re.compile(r"\+?[\d\s().-]+")
+
+
+def _looks_like_data(header: str) -> bool:
+    """A column name is never an e-mail address or a phone number (a date such as 2024-01-31,
+    eight digits, is a possible column name and is not matched)."""
+    if _EMAIL_LIKE.fullmatch(header):
+        return True
+    digits = sum(c.isdigit() for c in header)
+    return bool(_PHONE_LIKE.fullmatch(header)) and (
+        digits >= 10 or (header.startswith("+") and digits >= 8)
+    )
 
 
 _SURROGATES = re.compile("[\udc80-\udcff]")

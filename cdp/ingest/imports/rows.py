@@ -192,6 +192,9 @@ def _identifiers(
     if "email" in cells:
         header, text = cells["email"]
         try:
+            # A local part may hold "=", "(" and quotes: `=HYPERLINK("...")@x.example` is an
+            # address to the normaliser and a formula to the spreadsheet it is exported to.
+            refuse_formula(text)
             # identifier_index normalises as clean_email does (trimmed, lower-cased, refused
             # when plainly not an address), so the cell's text is the memo's key.
             ident = _ident(_EMAIL, text, None, ctx)
@@ -199,6 +202,8 @@ def _identifiers(
             record["email"] = ident.normalized
             if not is_blocked(_EMAIL, ident.normalized, ctx.blocked):
                 idents.append(RowIdent("email", "", ident))
+        except CellError as exc:
+            errors.append(RowError(number, header, exc.code, exc.reason))
         except NormalizationError:
             exc = CellError("invalid_email", "not a valid e-mail address")
             errors.append(RowError(number, header, exc.code, exc.reason))
@@ -331,7 +336,12 @@ def clean_transaction(raw: RawRow, ctx: Context) -> TransactionRow | list[RowErr
     for required in ("invoice", "quantity", "date"):
         if required not in values and not any(e.column == _header(ctx, required) for e in errors):
             errors.append(RowError(raw.number, _header(ctx, required), "missing", "missing value"))
-    if "price" not in values and "amount" not in values:
+    priced = {_header(ctx, "price"), _header(ctx, "amount")}
+    if (
+        "price" not in values
+        and "amount" not in values
+        and not any(e.column in priced for e in errors)
+    ):  # a price that is there but invalid has its reason already; it is not "missing"
         errors.append(RowError(raw.number, _header(ctx, "price"), "missing", "missing price"))
     if errors:
         return errors
