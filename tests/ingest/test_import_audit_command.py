@@ -25,6 +25,13 @@ from cdp.ingest.models import Event, ImportJob, ImportKind, ImportStatus
 from cdp.profiles.models import Customer
 from tests.ingest.imports.helpers import assert_reconciles
 
+
+@pytest.fixture(autouse=True)
+def _uploads_in_tmp(settings: Any, tmp_path: Any) -> None:
+    """This module's encrypted uploads go to a temporary directory, not the checkout's var/."""
+    settings.CDP_IMPORT_DIR = str(tmp_path / "uploads")
+
+
 TRANSACTIONS = (
     "Facture;Article;Qté;Date;Prix;Client\n"
     "536365;85123A;6;01/12/2010 08:26;2,55;17850\n"

@@ -21,6 +21,13 @@ from tests.profiles.factories import make_customer
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _uploads_in_tmp(settings: Any, tmp_path: Any) -> None:
+    """This module's encrypted uploads go to a temporary directory, not the checkout's var/."""
+    settings.CDP_IMPORT_DIR = str(tmp_path / "uploads")
+
+
 PEOPLE = "customer_id,email,first_name,country\n" + "".join(
     f"c{i},p{i}@shop.example,Name{i},France\n" for i in range(3)
 )

@@ -21,6 +21,13 @@ from tests.roles import client_for
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _uploads_in_tmp(settings: Any, tmp_path: Any) -> None:
+    """This module's encrypted uploads go to a temporary directory, not the checkout's var/."""
+    settings.CDP_IMPORT_DIR = str(tmp_path / "uploads")
+
+
 # Each bad cell holds something personal; none of these strings may appear anywhere but the
 # encrypted upload.
 SECRETS = (
