@@ -281,3 +281,35 @@ def test_reuploading_the_real_ifood_and_mall_files_changes_nothing() -> None:
         assert (job.created, job.updated, job.rejected) == (0, 0, 0)
         assert job.duplicates == job.rows_done
     assert _snapshot() == before
+
+
+def test_amounts_with_currency_signs_codes_separators_and_parentheses() -> None:
+    body = (
+        "order,qty,date,total\n"
+        '1,1,2024-01-01,"£1,234.50"\n'
+        "2,1,2024-01-01,EUR 12.50\n"
+        '3,1,2024-01-01,"12,50 €"\n'
+        "4,1,2024-01-01,(3.00)\n"
+        "5,1,2024-01-01,$ 7\n"
+        "6,1,2024-01-01,twelve\n"
+    )
+    mapping = {"order": "invoice", "qty": "quantity", "date": "date", "total": "amount"}
+
+    job = run_import(
+        body.encode(),
+        kind="transactions",
+        source="shop",
+        mapping=mapping,
+        options={"currency": "CHF"},
+    )
+
+    assert_reconciles(job)
+    assert errors(job) == [(7, "total", "invalid_number")]
+    by_order = {e.properties["order_id"]: (e.amount, e.currency) for e in Event.objects.all()}
+    assert {k: (str(a), c) for k, (a, c) in by_order.items()} == {
+        "1": ("1234.5000", "GBP"),
+        "2": ("12.5000", "EUR"),
+        "3": ("12.5000", "EUR"),
+        "4": ("-3.0000", "CHF"),
+        "5": ("7.0000", "USD"),
+    }
