@@ -127,11 +127,6 @@ def test_a_chunk_of_new_profiles_costs_the_same_queries_for_20_or_300_rows(
     assert queries < 30, queries  # 21 at the time of the audit, for any number of rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit finding (process.py, the lead's file): each changed existing profile is saved "
-    "with its own UPDATE (customer.save per customer), not in bulk as issue #5 'Inside' says",
-)
 def test_a_chunk_updating_existing_profiles_costs_no_query_per_row(settings: Any) -> None:
     settings.CDP_IMPORT_CHUNK_ROWS = 1_000
     _queries_of_one_chunk(_body(300, "N"))

@@ -29,7 +29,7 @@ from cdp.crypto.subject_keys import (
     subject_keys_create_new,
     subject_keys_held,
 )
-from cdp.db import copy_binary, time_ordered_ids
+from cdp.db import binding_cursor, copy_binary, json_bytes, time_ordered_ids
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import Customer, CustomerStatus, Identity, SourceRecord
 
@@ -207,3 +207,51 @@ def source_records_copy(records: Sequence[dict[str, Any]]) -> None:
             )
         )
     _copy(SourceRecord._meta.db_table, _RECORD_COLUMNS, _RECORD_TYPES, rows)
+
+
+def _stored(field: Any, customer: Customer) -> Any:
+    """What `save()` would write for `field` of `customer` (ciphertexts sealed by the field's
+    own `pre_save`, so for this customer's row and key)."""
+    value = field.pre_save(customer, False)
+    if value is None:
+        return None
+    if isinstance(field, EncryptedField):
+        return value.blob
+    if field.get_internal_type() == "JSONField":
+        return json_bytes(value).decode()
+    return value
+
+
+def customers_update(changes: Sequence[tuple[Customer, Sequence[str]]]) -> None:
+    """Save the changed fields of stored profiles: one UPDATE per set of changed columns (a
+    chunk holds a handful of such sets), not a `save()` per profile."""
+    groups: dict[tuple[str, ...], list[Customer]] = {}
+    for customer, names in changes:
+        groups.setdefault(tuple(sorted(set(names))), []).append(customer)
+    now = timezone.now()
+    quote = connection.ops.quote_name
+    with binding_cursor() as cursor:
+        for names, customers in groups.items():
+            fields = [Customer._meta.get_field(name) for name in names]
+            columns = [quote(field.column) for field in fields]
+            types = [
+                "text" if field.get_internal_type() == "JSONField" else field.db_type(connection)
+                for field in fields
+            ]
+            casts = [
+                "::jsonb" if field.get_internal_type() == "JSONField" else "" for field in fields
+            ]
+            assignments = ", ".join(
+                f"{column} = v.{column}{cast}" for column, cast in zip(columns, casts, strict=True)
+            )
+            arrays = ", ".join(f"%b::{kind}[]" for kind in types)
+            cursor.execute(
+                f"UPDATE {quote(Customer._meta.db_table)} AS c SET {assignments}, "  # noqa: S608
+                f"updated_at = %b FROM unnest(%b::uuid[], {arrays}) AS v(id, {', '.join(columns)}) "
+                "WHERE c.id = v.id",
+                [
+                    now,
+                    [c.id for c in customers],
+                    *([_stored(field, c) for c in customers] for field in fields),
+                ],
+            )

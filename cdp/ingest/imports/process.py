@@ -18,7 +18,12 @@ from typing import Any
 
 from cdp.crypto.subject_keys import subject_keys_load
 from cdp.db import raw_cursor
-from cdp.ingest.imports.bulk import customers_copy, identities_copy, source_records_copy
+from cdp.ingest.imports.bulk import (
+    customers_copy,
+    customers_update,
+    identities_copy,
+    source_records_copy,
+)
 from cdp.ingest.imports.resolve import ImportPlan, RowClaim, import_resolution_plan
 from cdp.ingest.imports.rows import ProfileRow, RowError, TransactionRow, is_non_product
 from cdp.ingest.models import Event, ImportJob, Source
@@ -169,6 +174,7 @@ def profiles_chunk(
                 else:
                     merged[key] = value
     if updates:
+        changes: list[tuple[Customer, list[str]]] = []
         customers = Customer.objects.filter(id__in=list(updates)).order_by("id")
         for customer in customers.prefetch_subject_keys():
             update = updates[customer.id]
@@ -199,7 +205,8 @@ def profiles_chunk(
                 customer.jurisdiction = jurisdiction_for(customer.country)
                 changed.append("jurisdiction")
             if changed:
-                customer.save(update_fields=[*changed, "updated_at"])
+                changes.append((customer, changed))
+        customers_update(changes)
     # 6. Counts and lineage.
     created_by_row: set[uuid.UUID] = set()
     records = []
