@@ -270,7 +270,8 @@ def required_work(path: Path, chunk: int = 5_000) -> tuple[float, dict[str, floa
                 costs["crypto"] += t2 - t1
                 with conn.cursor() as cursor:
                     cursor.execute(
-                        "SELECT value_index FROM raw_identities WHERE value_index = ANY(%s)",
+                        "SELECT value_index FROM raw_identities "
+                        "WHERE kind = ANY('{email,phone}') AND value_index = ANY(%s)",
                         [[i[4] for i in identities]],
                     )
                     cursor.fetchall()
