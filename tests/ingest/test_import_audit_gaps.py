@@ -137,11 +137,6 @@ def test_a_chunk_updating_existing_profiles_costs_no_query_per_row(settings: Any
     assert queries < 60, queries
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit finding: an upload whose mapping is never confirmed (admin, status mapping) "
-    "is never processed, so never deleted; import_files_purge only sees jobs that ended",
-)
 def test_an_abandoned_upload_is_deleted_eventually() -> None:
     source = import_source_get_or_create(name="crm", actor="test")
     job = import_job_create(
@@ -156,3 +151,35 @@ def test_an_abandoned_upload_is_deleted_eventually() -> None:
     import_files_purge(now=timezone.now() + dt.timedelta(days=365))
 
     assert not job_file_path(job.pk).exists()
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (ImportStatus.FAILED, "import_abandoned")
+    assert job.file_deleted_at is not None and "7 days" in job.error_message
+
+
+def test_an_upload_waiting_for_its_mapping_is_kept_until_the_deadline(settings: Any) -> None:
+    settings.CDP_IMPORT_ABANDONED_DAYS = 3
+    source = import_source_get_or_create(name="crm", actor="test")
+    job = import_job_create(
+        source=source,
+        kind="profiles",
+        file=io.BytesIO(b"email\njane.doe@shop.example\n"),
+        file_name="people.csv",
+        actor="test",
+    )
+
+    assert import_files_purge(now=timezone.now() + dt.timedelta(days=2)) == 0
+    job.refresh_from_db()
+    assert job.status == ImportStatus.MAPPING and job_file_path(job.pk).exists()
+
+    assert import_files_purge(now=timezone.now() + dt.timedelta(days=3, minutes=1)) == 1
+    assert not job_file_path(job.pk).exists()
+    settings.CDP_IMPORT_ABANDONED_DAYS = 0
+    other = import_job_create(
+        source=source,
+        kind="profiles",
+        file=io.BytesIO(b"email\njohn.doe@shop.example\n"),
+        file_name="people.csv",
+        actor="test",
+    )
+    assert import_files_purge(now=timezone.now() + dt.timedelta(days=365)) == 0
+    assert job_file_path(other.pk).exists()

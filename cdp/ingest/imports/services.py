@@ -8,7 +8,9 @@ the last committed chunk, and two runs of one job never import a row twice.
 Settings (environment or Django settings): `CDP_IMPORT_CHUNK_ROWS` (5,000),
 `CDP_IMPORT_RETENTION_DAYS` (0: the encrypted upload is deleted as soon as the job ends),
 `CDP_IMPORT_TASK_SECONDS` (600: a task then hands the rest of the file to a fresh task),
-`CDP_IMPORT_MAX_FIELD_BYTES` (1 MiB), `CDP_IMPORT_DIR` (var/imports).
+`CDP_IMPORT_MAX_FIELD_BYTES` (1 MiB), `CDP_IMPORT_DIR` (var/imports),
+`CDP_IMPORT_ABANDONED_DAYS` (7: an upload still waiting for its column mapping is then deleted
+and its job fails).
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ def chunk_rows() -> int:
 
 def retention_days() -> int:
     return _setting("CDP_IMPORT_RETENTION_DAYS", 0)
+
+
+def abandoned_days() -> int:
+    return _setting("CDP_IMPORT_ABANDONED_DAYS", 7)
 
 
 def task_seconds() -> int:
@@ -356,13 +362,46 @@ def _schedule_file_deletion(job: ImportJob) -> None:
 
 
 def import_files_purge(*, now: dt.datetime | None = None) -> int:
-    """Delete the encrypted uploads whose retention ran out; returns how many."""
+    """Delete the encrypted uploads whose retention ran out, and those whose column mapping
+    was never confirmed within `CDP_IMPORT_ABANDONED_DAYS` (their jobs fail as abandoned: an
+    upload holds personal data, and one nobody imports must not stay forever); returns how
+    many."""
     now = now or timezone.now()
+    count = _abandoned_uploads_purge(now)
     jobs = ImportJob.objects.filter(file_deleted_at__isnull=True, delete_after__lte=now)
-    count = 0
     for job in jobs:
         job_file_path(job.id).unlink(missing_ok=True)
         ImportJob.objects.filter(pk=job.pk).update(file_deleted_at=now)
+        count += 1
+    return count
+
+
+def _abandoned_uploads_purge(now: dt.datetime) -> int:
+    days = abandoned_days()
+    if not days:
+        return 0
+    stale = ImportJob.objects.filter(
+        status=ImportStatus.MAPPING,
+        file_deleted_at__isnull=True,
+        created_at__lte=now - dt.timedelta(days=days),
+    ).values_list("pk", flat=True)
+    count = 0
+    for pk in stale:
+        with transaction.atomic():
+            # Locked and re-read: a mapping confirmed meanwhile wins, and its file stays.
+            job = ImportJob.objects.select_for_update().filter(pk=pk).first()
+            if job is None or job.status != ImportStatus.MAPPING:
+                continue
+            job.status = ImportStatus.FAILED
+            job.error_code = "import_abandoned"
+            job.error_message = (
+                f"the column mapping was not confirmed within {days} days, so the upload was "
+                "deleted unprocessed; upload the file again to import it"
+            )
+            job.finished_at = job.file_deleted_at = now
+            job.save()
+        job_file_path(pk).unlink(missing_ok=True)
+        logger.info("import %s: abandoned in mapping, upload deleted", pk)
         count += 1
     return count
 
