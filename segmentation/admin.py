@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from cdp.api.errors import ApplicationError
 from cdp.audit.services import actor_for
 from segmentation import charts
-from segmentation.ml.cluster import ALGORITHMS
+from segmentation.ml.names import ALGORITHMS
 from segmentation.models import ClusteringRun, FeatureRun, Persona, RunStatus
 from segmentation.selectors import (
     DEFAULT_CLUSTER_FEATURES,

@@ -37,7 +37,7 @@ from django.db import connection
 from cdp.audit.chain import advisory_lock
 from cdp.profiles.models import Customer
 from consent.selectors import customers_allowed_for
-from segmentation.ml.personas import rfm_segment
+from segmentation.ml.names import rfm_segment
 from segmentation.models import FEATURE_VERSION
 
 PROFILING = "profiling"

@@ -16,9 +16,8 @@ import io
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -26,16 +25,7 @@ from django.utils import timezone
 from cdp.api.errors import ApplicationError
 from cdp.audit.services import audit_record
 from segmentation import features as feature_sql
-from segmentation.ml.cluster import (
-    ALGORITHMS,
-    check_params,
-    run_clustering,
-    stability_from_contingency,
-)
-from segmentation.ml.personas import personas as compute_personas
-from segmentation.ml.preprocess import preprocess_fit_transform
-from segmentation.ml.projection import project_2d
-from segmentation.ml.storage import StoredModel, model_dumps, model_loads
+from segmentation.ml.names import ALGORITHMS, check_params
 from segmentation.models import (
     FEATURE_VERSION,
     ClusterAssignment,
@@ -50,6 +40,15 @@ from segmentation.selectors import (
     FEATURES_BY_NAME,
     clustering_run_previous,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from segmentation.ml.storage import StoredModel
+
+# NumPy, SciPy and scikit-learn (`segmentation.ml`'s numeric modules) are imported inside the
+# functions that compute, not here: this module loads in every web, management and Celery
+# process at start-up (admin, app ready, tasks), and most of them never cluster.
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +272,8 @@ def feature_matrix(
     COPY ... TO STDOUT in text format, parsed block by block by NumPy's C reader: about four
     times faster than building a Python row per customer, and memory stays at one block of
     text plus the matrix."""
+    import numpy as np
+
     allowed_sql, allowed_params = feature_sql.allowed_customers_sql()
     columns = ", ".join(f'f."{name}"::float8' for name in features)  # names validated
     sql = (
@@ -324,6 +325,10 @@ def _write_assignments(run: ClusteringRun, ids: list[str], labels: np.ndarray) -
 def _stability(run: ClusteringRun, previous: ClusteringRun) -> tuple[float | None, int]:
     """ARI against the previous run over the customers in both, from a contingency table
     counted in the database (one GROUP BY; no per-customer rows leave PostgreSQL)."""
+    import numpy as np
+
+    from segmentation.ml.cluster import stability_from_contingency
+
     table = ClusterAssignment._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -373,6 +378,12 @@ def clustering_run_execute(*, run_id: uuid.UUID) -> ClusteringRun | None:
 
 
 def _clustering_run_body(run: ClusteringRun) -> None:
+    from segmentation.ml.cluster import run_clustering
+    from segmentation.ml.personas import personas as compute_personas
+    from segmentation.ml.preprocess import preprocess_fit_transform
+    from segmentation.ml.projection import project_2d
+    from segmentation.ml.storage import StoredModel, model_dumps
+
     names = list(run.features)
     ids, X = feature_matrix(features=names, version=run.feature_version)
     if len(ids) < MIN_POPULATION:
@@ -467,6 +478,8 @@ def _roles(names: list[str]) -> Any:
 
 def clustering_model_load(*, run: ClusteringRun) -> StoredModel:
     """The run's fitted model, after checking its signature and versions."""
+    from segmentation.ml.storage import model_loads
+
     if not run.model:
         raise ApplicationError(
             "clustering_model_missing", "this run has no stored model", status=404

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from segmentation.ml.cluster import ALGORITHMS
+from segmentation.ml.names import ALGORITHMS
 from segmentation.selectors import NUMERIC_FEATURES
 
 

@@ -39,8 +39,8 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestCentroid
 
 from segmentation.ml._sample import sample_indices
+from segmentation.ml.names import ALGORITHMS, check_params
 
-ALGORITHMS = ("kmeans", "minibatch_kmeans", "gmm", "dbscan", "hdbscan", "agglomerative")
 DEFAULT_K_RANGE = (2, 8)
 MINIBATCH_THRESHOLD = 100_000
 SCAN_SAMPLE = 20_000
@@ -84,7 +84,7 @@ def run_clustering(
     if not np.isfinite(X).all():
         raise ValueError("X must be finite: run it through the preprocessing pipeline first")
     p = dict(params or {})
-    _check_params(algorithm, p)
+    check_params(algorithm, p)
     started = time.perf_counter()
     fit, scan, estimator_name = _FITTERS[algorithm](X, p, random_state)
     fitted = time.perf_counter()
@@ -205,32 +205,6 @@ def stability_from_contingency(table: np.ndarray) -> float:
 
 _Fit = tuple[np.ndarray, np.ndarray | None, Any]
 _Scan = list[dict[str, Any]]
-
-_ALLOWED = {
-    "kmeans": {"k", "k_min", "k_max", "n_init", "max_iter", "minibatch_threshold", "batch_size"},
-    "minibatch_kmeans": {"k", "k_min", "k_max", "n_init", "max_iter", "batch_size"},
-    "gmm": {"k", "k_min", "k_max", "covariance_type", "max_iter"},
-    "dbscan": {"eps", "min_samples"},
-    "hdbscan": {"min_cluster_size", "min_samples"},
-    "agglomerative": {"k", "k_min", "k_max", "linkage", "agglomerative_sample"},
-}
-_COMMON = {"silhouette_sample", "scan_sample", "metrics_sample"}
-
-
-def check_params(algorithm: str, params: Mapping[str, Any]) -> None:
-    """Raise ValueError for an unknown algorithm, unknown params or k < 1, without fitting:
-    what a run's configuration is checked with before it is queued."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
-    _check_params(algorithm, dict(params))
-
-
-def _check_params(algorithm: str, p: dict[str, Any]) -> None:
-    unknown = set(p) - _ALLOWED[algorithm] - _COMMON
-    if unknown:
-        raise ValueError(f"unknown params for {algorithm}: {sorted(unknown)}")
-    if "k" in p and int(p["k"]) < 1:
-        raise ValueError("k must be at least 1")
 
 
 def _k_candidates(p: dict[str, Any], n: int) -> list[int]:

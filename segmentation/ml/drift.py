@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALERT_THRESHOLD = 0.25
+from segmentation.ml.names import ALERT_THRESHOLD
+
 _EPS = 1e-4  # share floor, so an empty bin gives a large but finite term
 
 

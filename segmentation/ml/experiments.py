@@ -13,8 +13,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scipy import stats
-
 HOLDOUT = "holdout"
 SRM_P_THRESHOLD = 0.001  # the usual threshold: a genuine mismatch, not noise
 
@@ -67,6 +65,8 @@ def sample_ratio_mismatch(
     """Chi-squared goodness of fit of the observed group sizes against the planned split; a
     p-value below `threshold` means the assignment or the logging is broken and the results
     must not be trusted."""
+    from scipy import stats  # only results pages need SciPy; serving assigns without it
+
     names = list(weights)
     total_w = float(sum(weights.values()))
     n = sum(observed.get(name, 0) for name in names)
@@ -117,6 +117,8 @@ def uplift(
     """Difference of conversion rates, treatment minus control.
 
     CI: d +- z * sqrt(p1(1-p1)/n1 + p0(1-p0)/n0); p-value: pooled two-proportion z-test."""
+    from scipy import stats  # only results pages need SciPy; serving assigns without it
+
     if control_exposed <= 0 or treatment_exposed <= 0:
         raise ValueError("both groups need at least one exposed customer")
     p0 = control_conversions / control_exposed

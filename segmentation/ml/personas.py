@@ -45,32 +45,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segmentation.ml.names import RF_GRID
+from segmentation.ml.names import RFM_SEGMENTS as RFM_SEGMENTS  # re-exported
+from segmentation.ml.names import rfm_segment as rfm_segment  # re-exported
+
 HIGH = 1.25
 LOW = 0.75
 NOISE = -1
-
-RFM_SEGMENTS = (
-    "Champions",
-    "Loyal",
-    "Potential loyalist",
-    "New customers",
-    "Promising",
-    "Need attention",
-    "About to sleep",
-    "At risk",
-    "Can't lose them",
-    "Hibernating",
-    "Lost",
-)
-
-# _RF_GRID[r - 1][f - 1]
-_RF_GRID: tuple[tuple[str, ...], ...] = (
-    ("Lost", "Hibernating", "At risk", "At risk", "Can't lose them"),
-    ("Hibernating", "Hibernating", "At risk", "At risk", "Can't lose them"),
-    ("About to sleep", "About to sleep", "Need attention", "Loyal", "Loyal"),
-    ("Promising", "Potential loyalist", "Potential loyalist", "Loyal", "Loyal"),
-    ("New customers", "Potential loyalist", "Potential loyalist", "Champions", "Champions"),
-)
 
 
 @dataclass(frozen=True)
@@ -235,13 +216,6 @@ def rfm_scores(recency: np.ndarray, frequency: np.ndarray, monetary: np.ndarray)
     r = 6 - quintile_scores(recency)
     f = quintile_scores(frequency)
     m = quintile_scores(monetary)
-    grid = np.array(_RF_GRID, dtype=object)
+    grid = np.array(RF_GRID, dtype=object)
     segment = grid[r - 1, f - 1] if r.size else np.zeros(0, dtype=object)
     return RfmScores(r=r, f=f, m=m, segment=segment)
-
-
-def rfm_segment(r: int, f: int) -> str:
-    """The segment name for one R and F score pair (1..5 each)."""
-    if not (1 <= r <= 5 and 1 <= f <= 5):
-        raise ValueError("R and F scores run from 1 to 5")
-    return _RF_GRID[r - 1][f - 1]

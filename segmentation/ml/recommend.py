@@ -17,7 +17,6 @@ score each user's top-k against what they bought after it (precision@k, MAP@k, N
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,19 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-
-class Strategy(enum.StrEnum):
-    ITEM_KNN = "item_knn"
-    ALS = "als"
-    POPULARITY = "popularity"
-
-
-# Interaction weights by event name: a purchase says more than a view.
-EVENT_WEIGHTS: dict[str, float] = {
-    "Order Completed": 3.0,
-    "Product Added": 2.0,
-    "Product Viewed": 1.0,
-}
+from segmentation.ml.names import EVENT_WEIGHTS as EVENT_WEIGHTS  # re-exported
+from segmentation.ml.names import Strategy
 
 
 @dataclass

@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString
 
 from cdp.api.errors import ApplicationError
 from cdp.audit.services import actor_for
-from segmentation.ml.drift import ALERT_THRESHOLD
+from segmentation.ml.names import ALERT_THRESHOLD
 from segmentation.personalization import charts, services
 from segmentation.personalization.models import (
     DriftAlert,

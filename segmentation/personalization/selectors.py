@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 from django.db import router
 from django.db.models import Count, F, Min, Q, Sum, TextField
@@ -25,7 +25,7 @@ from cdp.api.prepared import prepared_fetchone
 from cdp.ingest.models import Event
 from consent.selectors import customers_allowed_for
 from segmentation.ml.experiments import HOLDOUT, SrmResult, sample_ratio_mismatch, uplift
-from segmentation.ml.recommend import EVENT_WEIGHTS
+from segmentation.ml.names import EVENT_WEIGHTS
 from segmentation.personalization.models import (
     Assignment,
     CustomerScore,
@@ -373,12 +373,12 @@ def _interval(rule: PersonalizationRule) -> tuple[float, float, bool, bool]:
     """The score range a rule accepts as (low, high, low_open, high_open)."""
     t = float(rule.score_threshold) if rule.score_threshold is not None else 0.0
     if rule.score_op == "gt":
-        return t, np.inf, True, True
+        return t, math.inf, True, True
     if rule.score_op == "gte":
-        return t, np.inf, False, True
+        return t, math.inf, False, True
     if rule.score_op == "lt":
-        return -np.inf, t, True, True
-    return -np.inf, t, True, False  # lte
+        return -math.inf, t, True, True
+    return -math.inf, t, True, False  # lte
 
 
 def rules_can_overlap(a: PersonalizationRule, b: PersonalizationRule) -> bool:

@@ -12,27 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import sklearn
 from django.db import transaction
 from django.utils import timezone
 
 from cdp.api.errors import ApplicationError
 from cdp.audit.services import audit_record
-from segmentation.ml import drift as drift_ml
-from segmentation.ml import scores as scores_ml
-from segmentation.ml._sample import sample_indices
 from segmentation.ml.experiments import HOLDOUT, assign
-from segmentation.ml.recommend import (
-    Recommender,
-    Strategy,
-    build_interactions,
-    evaluate,
-    fit_recommender,
-)
-from segmentation.ml.storage import FORMAT_VERSION, StoredModel, model_dumps, model_loads
+from segmentation.ml.names import Strategy
 from segmentation.personalization import selectors
 from segmentation.personalization.models import (
     PURPOSE_OF,
@@ -52,6 +40,15 @@ from segmentation.personalization.models import (
     Variant,
 )
 from segmentation.services import model_signing_key
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from segmentation.ml.recommend import Recommender
+
+# NumPy, SciPy and scikit-learn (`segmentation.ml`'s numeric modules) are imported inside the
+# training, scoring and drift functions, not here: this module loads at start-up in every web,
+# management and Celery process (app ready, the serving API), and serving needs none of them.
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +130,12 @@ def _as_of(run: ModelRun) -> dt.datetime:
 
 
 def _scores_run(run: ModelRun) -> None:
+    import numpy as np
+    import sklearn
+
+    from segmentation.ml import scores as scores_ml
+    from segmentation.ml.storage import FORMAT_VERSION, StoredModel, model_dumps
+
     kind = scores_ml.ScoreKind(run.kind)
     horizon = float(run.params.get("horizon_days", DEFAULT_HORIZON[run.kind]))
     as_of = _as_of(run)
@@ -203,6 +206,9 @@ def _iso(day: float) -> str:
 
 def _reference(values: np.ndarray, X: np.ndarray) -> dict[str, list[float]]:
     """A seeded sample of scores and features, without ids: enough for PSI later."""
+    from segmentation.ml import scores as scores_ml
+    from segmentation.ml._sample import sample_indices
+
     rows = sample_indices(len(values), REFERENCE_SAMPLE, 0)
     out = {"score": [round(float(v), 6) for v in values[rows]]}
     for j, name in enumerate(scores_ml.FEATURE_NAMES):
@@ -234,6 +240,10 @@ def _write_scores(
 def drift_reports_create(*, run: ModelRun) -> list[DriftReport]:
     """PSI of the score and each feature against the previous successful run of the kind; an
     alert (and an audit entry) for every variable past the threshold. Idempotent per run."""
+    import numpy as np
+
+    from segmentation.ml import drift as drift_ml
+
     previous = selectors.model_run_previous(run=run)
     if previous is None or not previous.reference or not run.reference:
         return []
@@ -291,6 +301,11 @@ def drift_alert_acknowledge(*, alert: DriftAlert, actor: str) -> DriftAlert:
 
 
 def _recommendations_run(run: ModelRun) -> None:
+    import sklearn
+
+    from segmentation.ml.recommend import build_interactions, evaluate, fit_recommender
+    from segmentation.ml.storage import FORMAT_VERSION, StoredModel, model_dumps
+
     as_of = _as_of(run)
     strategy = Strategy(run.params.get("strategy", Strategy.ITEM_KNN))
     holdout_days = int(run.params.get("holdout_days", HOLDOUT_DAYS))
@@ -374,6 +389,8 @@ def _write_recommendations(run: ModelRun, rec: Recommender, now: dt.datetime) ->
 
 def recommender_load(run: ModelRun) -> Recommender:
     """The signed model of a recommendations run (signature checked before unpickling)."""
+    from segmentation.ml.storage import model_loads
+
     return model_loads(bytes(run.model), key=model_signing_key()).pipeline
 
 
