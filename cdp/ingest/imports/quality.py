@@ -1,10 +1,13 @@
 """The data-quality report of a job, built in one pass in constant memory.
 
 Per column: values present and missing. Per numeric measure (amounts, quantities, numeric
-attributes): count, mean and standard deviation (Welford), min and max, and a reservoir sample
+attributes and traits): count, mean and standard deviation (Welford), min and max (not for
+personal traits: each is one person's value, as is a quartile of fewer than 20 values, so those
+are left out too), and a reservoir sample
 from which the quartiles, the IQR fences and the share of outliers are computed; when a column
 has more values than the reservoir holds, the outlier counts are estimates and say so. The state
-is plain JSON, saved with every chunk, so a resumed job continues the same report.
+is JSON, saved sealed under the job's key with every chunk, so a resumed job continues the same
+report.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 RESERVOIR = 2_000
 Z_LIMIT = 3.0
+# Below this many values a quartile of a personal trait is as good as one person's value.
+PERSONAL_MIN_COUNT = 20
 
 
 def new_state() -> dict[str, Any]:
@@ -51,10 +56,16 @@ def observe_presence_rows(
             bucket[header] = bucket.get(header, 0) + complete - count
 
 
-def observe_number(state: dict[str, Any], name: str, value: float, rng: random.Random) -> None:
+def observe_number(
+    state: dict[str, Any], name: str, value: float, rng: random.Random, *, personal: bool = False
+) -> None:
+    """`personal`: a trait's value (encrypted on the profile), whose report leaves out min and
+    max, each one person's value."""
     s = state["numeric"].setdefault(
         name, {"n": 0, "mean": 0.0, "m2": 0.0, "min": None, "max": None, "sample": []}
     )
+    if personal:
+        s["personal"] = True
     s["n"] += 1
     delta = value - s["mean"]
     s["mean"] += delta / s["n"]
@@ -95,9 +106,9 @@ def report(state: dict[str, Any], *, duplicates: int, rows: int) -> dict[str, An
             "count": n,
             "mean": round(s["mean"], 4),
             "std": round(std, 4),
-            "min": s["min"],
-            "max": s["max"],
         }
+        if not s.get("personal"):
+            entry.update({"min": s["min"], "max": s["max"]})
         if sample:
             q1, q3 = _quantile(sample, 0.25), _quantile(sample, 0.75)
             iqr = q3 - q1
@@ -107,14 +118,19 @@ def report(state: dict[str, Any], *, duplicates: int, rows: int) -> dict[str, An
             scale = n / len(sample)
             entry.update(
                 {
-                    "q1": round(q1, 4),
-                    "median": round(_quantile(sample, 0.5), 4),
-                    "q3": round(q3, 4),
-                    "iqr_fences": [round(low, 4), round(high, 4)],
                     "iqr_outliers": round(iqr_out * scale),
                     "z_outliers": round(z_out * scale),
                     "estimated": n > len(sample),
                 }
             )
+            if not s.get("personal") or n >= PERSONAL_MIN_COUNT:
+                entry.update(
+                    {
+                        "q1": round(q1, 4),
+                        "median": round(_quantile(sample, 0.5), 4),
+                        "q3": round(q3, 4),
+                        "iqr_fences": [round(low, 4), round(high, 4)],
+                    }
+                )
         measures[name] = entry
     return {"rows": rows, "duplicates": duplicates, "columns": columns, "measures": measures}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
 import random
 import time
@@ -56,6 +57,8 @@ from cdp.ingest.imports.storage import (
     encrypt_to_file,
     job_file_path,
     new_job_key,
+    state_open,
+    state_seal,
     unwrap_job_key,
 )
 from cdp.ingest.models import (
@@ -437,7 +440,12 @@ class _Runner:
             clean_profile if job.kind == ImportKind.PROFILES else clean_transaction
         )
         self.higher = _higher_sources(job) if job.kind == ImportKind.PROFILES else []
-        self.state = (job.quality or {}).get("_state") or quality.new_state()
+        self.key = unwrap_job_key(job.id, job.kek_id, bytes(job.wrapped_key))
+        saved = job.quality or {}
+        if "_state_sealed" in saved:
+            self.state = json.loads(state_open(job.id, self.key, saved["_state_sealed"]))
+        else:  # a job started before the state was sealed kept it plain ("_state")
+            self.state = saved.get("_state") or quality.new_state()
         self.rng = random.Random(job.id.int ^ job.rows_done)  # noqa: S311 (sampling, not secrets)
         self.position = 0
 
@@ -448,10 +456,12 @@ class _Runner:
             if clean.price is not None:
                 quality.observe_number(state, "price", float(clean.price), self.rng)
         elif isinstance(clean, ProfileRow):
-            for group in (clean.attributes, clean.traits):
+            for group, personal in ((clean.attributes, False), (clean.traits, True)):
                 for key, value in group.items():
                     if isinstance(value, int | float) and not isinstance(value, bool):
-                        quality.observe_number(state, key, float(value), self.rng)
+                        quality.observe_number(
+                            state, key, float(value), self.rng, personal=personal
+                        )
 
     def commit(self, chunk: Chunk, started: float) -> None:
         """Write one cleaned chunk, and advance the job, in one transaction."""
@@ -531,7 +541,9 @@ class _Runner:
         for name, n in result.stats.items():
             stats[name] = stats.get(name, 0) + n
         locked.stats = stats
-        locked.quality = {**(locked.quality or {}), "_state": state}
+        sealed = state_seal(self.job.id, self.key, json.dumps(state).encode())
+        kept = {k: v for k, v in (locked.quality or {}).items() if k != "_state"}
+        locked.quality = {**kept, "_state_sealed": sealed}
         now = time.monotonic()
         locked.run_seconds += now - started
         locked.heartbeat_at = timezone.now()

@@ -8,6 +8,7 @@ a file of any size is processed in constant memory.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -143,6 +144,25 @@ class DecryptingReader(io.RawIOBase):
     def close(self) -> None:
         self._file.close()
         super().close()
+
+
+def _state_aad(job_id: uuid.UUID) -> bytes:
+    return b"cdp-import|state|v1|" + job_id.bytes
+
+
+def state_seal(job_id: uuid.UUID, key: bytes, data: bytes) -> str:
+    """The quality report's running state, sealed under the job's key for the job row: its
+    reservoir holds values of personal traits, which must not sit in the database readable."""
+    nonce = os.urandom(NONCE_BYTES)
+    return base64.b64encode(nonce + AESGCM(key).encrypt(nonce, data, _state_aad(job_id))).decode()
+
+
+def state_open(job_id: uuid.UUID, key: bytes, token: str) -> bytes:
+    blob = base64.b64decode(token)
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _state_aad(job_id))
+    except InvalidTag:
+        raise DecryptionError("import quality state failed authentication") from None
 
 
 def job_file_path(job_id: uuid.UUID) -> Path:

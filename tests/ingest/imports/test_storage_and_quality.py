@@ -9,11 +9,18 @@ import random
 import uuid
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cdp.crypto.errors import DecryptionError
 from cdp.ingest.imports import quality
-from cdp.ingest.imports.services import import_files_purge
+from cdp.ingest.imports.services import (
+    import_files_purge,
+    import_job_create,
+    import_job_run,
+    import_source_get_or_create,
+)
 from cdp.ingest.imports.storage import (
     FRAME_BYTES,
     DecryptingReader,
@@ -82,3 +89,40 @@ def test_quality_report_flags_outliers_by_iqr_and_z_score() -> None:
     assert (amount["iqr_outliers"], amount["z_outliers"], amount["estimated"]) == (1, 1, False)
     assert report["columns"]["Income"] == {"missing": 1, "missing_share": 0.1}
     assert report["duplicates"] == 2
+
+
+def test_the_running_quality_state_is_sealed_and_the_report_keeps_no_persons_trait_value(
+    settings,
+) -> None:
+    """The reservoir holds values of personal traits between chunks: on the job row it is
+    sealed under the job's key; the final report gives their spread but not min or max."""
+    settings.CDP_IMPORT_CHUNK_ROWS = 2  # three chunks: the state is saved between them
+    incomes = [123457, 234568, 345679, 456781, 987654]
+    body = "email,income,seats\n" + "".join(
+        f"p{n}@shop.example,{income},{n + 1}\n" for n, income in enumerate(incomes)
+    )
+    source = import_source_get_or_create(name="crm", actor="test")
+    job = import_job_create(
+        source=source,
+        kind="profiles",
+        file=io.BytesIO(body.encode()),
+        file_name="people.csv",
+        actor="test",
+        mapping={"email": "email", "income": "trait:income", "seats": "attribute:seats"},
+        start=True,
+    )
+
+    with CaptureQueriesContext(connection) as captured:
+        assert import_job_run(job_id=job.pk, actor="test") == "completed"
+
+    job_writes = [q["sql"] for q in captured if 'UPDATE "ingest_importjob"' in q["sql"]]
+    assert sum("_state_sealed" in sql for sql in job_writes) == 3  # once per chunk
+    leaks = [q["sql"][:300] for q in captured for income in incomes if str(income) in q["sql"]]
+    assert not leaks, leaks
+    job.refresh_from_db()
+    income, seats = job.quality["measures"]["income"], job.quality["measures"]["seats"]
+    assert (income["count"], "min" in income, "max" in income) == (5, False, False)
+    # Quartiles of five values are five persons' values: only counts and moments are given.
+    assert "median" not in income and income["iqr_outliers"] == 1  # 987,654 is flagged
+    assert (seats["min"], seats["max"]) == (1.0, 5.0)  # an attribute is not personal
+    assert not any(k.startswith("_") for k in job.quality)
