@@ -8,10 +8,13 @@ import gzip
 import io
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from cdp.ingest.imports.chunks import import_chunks
+from cdp.ingest.imports.reader import RowStream, sniff
 from cdp.ingest.imports.storage import job_file_path
 from cdp.ingest.models import Event, ImportStatus
 from cdp.profiles.models import Customer, Identity, Merge, SourceRecord
@@ -178,17 +181,30 @@ def test_a_100_mb_field_spread_over_short_lines_fails_the_job_and_keeps_earlier_
     assert job.file_deleted_at is not None and not job_file_path(job.pk).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit finding: a blank line is skipped without being counted, so every later row "
-    "number in the error report is one less than the row a spreadsheet shows",
-)
 def test_row_numbers_in_the_error_report_count_blank_lines_as_a_spreadsheet_does() -> None:
     body = b"email,first_name\na@shop.example,Ann\n\nnot-an-email,Bob\n"
 
     job = run_import(body)
 
     assert errors(job) == [(4, "email", "invalid_email")]
+    assert SourceRecord.objects.get().row_number == 2
+
+
+def test_a_resumed_run_skips_data_rows_not_numbers_when_the_file_has_blank_rows() -> None:
+    """Rows done counts data rows; the numbers count blank rows too: resuming after two data
+    rows starts at the third data row, wherever blank rows put its number."""
+    body = b"email\na@shop.example\n\n\nb@shop.example\n\nc@shop.example\nd@shop.example\n"
+    stream = RowStream(io.BytesIO(body), sniff(body))
+
+    reader = SimpleNamespace(position=0)  # only its byte position is read
+    chunks = list(
+        import_chunks(stream, reader, rows_done=2, size=10, clean=lambda raw, ctx: raw, ctx=None)
+    )
+
+    assert [(r.number, r.ordinal, r.values) for r in chunks[0].rows] == [
+        (7, 3, ["c@shop.example"]),
+        (8, 4, ["d@shop.example"]),
+    ]
 
 
 # --- re-upload changes nothing ---------------------------------------------------------------

@@ -43,7 +43,7 @@ def import_chunks(
     cleaned: list[Any] = []
     try:
         for raw in stream:
-            if raw.number - 1 <= rows_done:
+            if raw.ordinal <= rows_done:
                 continue
             rows.append(raw)
             cleaned.append(clean(raw, ctx))

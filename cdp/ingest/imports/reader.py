@@ -102,8 +102,9 @@ def _bounded_lines(text: IO[str], limit: int) -> Iterator[str]:
 
 @dataclass
 class RawRow:
-    number: int  # row number in the file, header = 1
+    number: int  # the row a spreadsheet shows (header = 1, blank rows counted): for reports
     values: list[str]
+    ordinal: int = 0  # data rows up to and including this one (blank rows not): for resuming
 
 
 class RowStream:
@@ -120,7 +121,8 @@ class RowStream:
             newline="",
         )
         self._reader = csv.reader(_bounded_lines(self._text, limit), delimiter=dialect.delimiter)
-        self.rows_read = 0
+        self.rows_read = 0  # data rows
+        self.records = 1  # rows as a spreadsheet counts them, the header included
         try:
             header = next(self._reader)
         except StopIteration:
@@ -154,19 +156,20 @@ class RowStream:
             except FieldTooLarge:
                 raise ImportFileError(
                     "import_field_too_large",
-                    f"row {self.rows_read + 2} has a field over the "
+                    f"row {self.records + 1} has a field over the "
                     f"{max_field_bytes():,}-byte limit; rows before it were imported",
                 ) from None
             except csv.Error as exc:
                 reason = "field larger than the limit" if "limit" in str(exc) else "invalid CSV"
                 raise ImportFileError(
                     "import_invalid_csv",
-                    f"row {self.rows_read + 2}: {reason}; rows before it were imported",
+                    f"row {self.records + 1}: {reason}; rows before it were imported",
                 ) from None
+            self.records += 1
             if not values or (len(values) == 1 and not values[0].strip()):
-                continue  # blank line
+                continue  # a blank row: not data, but it has a number
             self.rows_read += 1
-            yield RawRow(self.rows_read + 1, values)
+            yield RawRow(self.records, values, self.rows_read)
 
 
 _EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
