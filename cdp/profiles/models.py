@@ -8,6 +8,7 @@ from django.db import models
 
 from cdp.crypto.fields import EncryptedDateField, EncryptedJSONField, EncryptedTextField
 from cdp.crypto.querysets import EncryptedQuerySet
+from cdp.db import time_ordered_uuid
 from cdp.profiles.jurisdiction import Jurisdiction
 
 
@@ -22,10 +23,12 @@ class Customer(models.Model):
     """A unified profile. Personal data is encrypted under the customer's own data key.
 
     `email_index` and `phone_index` are blind indexes (keyed HMACs of the normalised value) for
-    exact lookups and deduplication without decryption.
+    exact lookups and deduplication without decryption. The id is a UUIDv7 (time-ordered): at a
+    million profiles, random ids made every insert into the five indexes keyed by customer a
+    random page (it tells when the profile was created, which `created_at` holds anyway).
     """
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=time_ordered_uuid, editable=False)
     status = models.CharField(
         max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE
     )

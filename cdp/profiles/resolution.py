@@ -35,7 +35,7 @@ from django.utils import timezone
 from cdp.audit.services import audit_record
 from cdp.crypto.errors import NormalizationError
 from cdp.crypto.subject_keys import subject_keys_create, subject_keys_load
-from cdp.db import raw_cursor
+from cdp.db import raw_cursor, time_ordered_uuid
 from cdp.profiles.jurisdiction import jurisdiction_for
 from cdp.profiles.models import (
     Customer,
@@ -209,7 +209,7 @@ class _Planner:
         return None if cid is None else self.find(cid)
 
     def new_profile(self, country: str) -> uuid.UUID:
-        cid = uuid.uuid4()
+        cid = time_ordered_uuid()
         self.profiles[cid] = _Profile(cid, stored=False, country=country)
         return cid
 
