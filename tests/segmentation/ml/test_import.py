@@ -5,7 +5,7 @@ import sys
 
 from tests.segmentation.ml.conftest import ROOT
 
-MODULES = ["cluster", "personas", "preprocess", "projection", "storage"]
+MODULES = ["cluster", "names", "personas", "preprocess", "projection", "storage"]
 
 
 def test_importing_ml_core_imports_no_django_module():
