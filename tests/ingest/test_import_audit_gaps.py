@@ -5,7 +5,6 @@ set-based, and the findings this audit did not fix (strict xfails, so a fix is n
 from __future__ import annotations
 
 import datetime as dt
-import io
 from typing import Any
 
 import pytest
@@ -17,15 +16,13 @@ from django.utils import timezone
 from cdp.ingest.imports.selectors import import_job_preview
 from cdp.ingest.imports.services import (
     import_files_purge,
-    import_job_create,
     import_job_run,
-    import_source_get_or_create,
 )
 from cdp.ingest.imports.storage import job_file_path
 from cdp.ingest.models import ImportJob, ImportStatus
 from cdp.profiles.models import Customer
 from cdp.profiles.roles import CONSENT_ADMIN
-from tests.ingest.imports.helpers import run_import
+from tests.ingest.imports.helpers import run_import, upload
 from tests.roles import client_for
 
 pytestmark = pytest.mark.django_db
@@ -99,15 +96,7 @@ def _body(rows: int, name: str) -> bytes:
 
 
 def _queries_of_one_chunk(content: bytes) -> int:
-    source = import_source_get_or_create(name="crm", actor="test")
-    job = import_job_create(
-        source=source,
-        kind="profiles",
-        file=io.BytesIO(content),
-        file_name="people.csv",
-        actor="test",
-        start=True,
-    )
+    job = upload(content, start=True)
     with CaptureQueriesContext(connection) as captured:
         assert import_job_run(job_id=job.pk) == ImportStatus.COMPLETED
     return len(captured.captured_queries)
@@ -138,14 +127,7 @@ def test_a_chunk_updating_existing_profiles_costs_no_query_per_row(settings: Any
 
 
 def test_an_abandoned_upload_is_deleted_eventually() -> None:
-    source = import_source_get_or_create(name="crm", actor="test")
-    job = import_job_create(
-        source=source,
-        kind="profiles",
-        file=io.BytesIO(b"email\njane.doe@shop.example\n"),
-        file_name="people.csv",
-        actor="test",
-    )
+    job = upload(b"email\njane.doe@shop.example\n")
     assert job.status == ImportStatus.MAPPING and job_file_path(job.pk).exists()
 
     import_files_purge(now=timezone.now() + dt.timedelta(days=365))
@@ -158,14 +140,7 @@ def test_an_abandoned_upload_is_deleted_eventually() -> None:
 
 def test_an_upload_waiting_for_its_mapping_is_kept_until_the_deadline(settings: Any) -> None:
     settings.CDP_IMPORT_ABANDONED_DAYS = 3
-    source = import_source_get_or_create(name="crm", actor="test")
-    job = import_job_create(
-        source=source,
-        kind="profiles",
-        file=io.BytesIO(b"email\njane.doe@shop.example\n"),
-        file_name="people.csv",
-        actor="test",
-    )
+    job = upload(b"email\njane.doe@shop.example\n")
 
     assert import_files_purge(now=timezone.now() + dt.timedelta(days=2)) == 0
     job.refresh_from_db()
@@ -174,12 +149,6 @@ def test_an_upload_waiting_for_its_mapping_is_kept_until_the_deadline(settings: 
     assert import_files_purge(now=timezone.now() + dt.timedelta(days=3, minutes=1)) == 1
     assert not job_file_path(job.pk).exists()
     settings.CDP_IMPORT_ABANDONED_DAYS = 0
-    other = import_job_create(
-        source=source,
-        kind="profiles",
-        file=io.BytesIO(b"email\njohn.doe@shop.example\n"),
-        file_name="people.csv",
-        actor="test",
-    )
+    other = upload(b"email\njohn.doe@shop.example\n")
     assert import_files_purge(now=timezone.now() + dt.timedelta(days=365)) == 0
     assert job_file_path(other.pk).exists()

@@ -16,6 +16,19 @@ from cdp.ingest.models import ImportJob, ImportStatus
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
+def upload(content: bytes, *, source: str = "crm", start: bool = False) -> ImportJob:
+    """A profiles upload of `content` (mapping guessed): queued when `start`, else waiting for
+    its mapping to be confirmed."""
+    return import_job_create(
+        source=import_source_get_or_create(name=source, actor="test"),
+        kind="profiles",
+        file=io.BytesIO(content),
+        file_name="people.csv",
+        actor="test",
+        start=start,
+    )
+
+
 def run_import(
     content: bytes | Path,
     *,

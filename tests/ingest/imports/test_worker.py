@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -13,11 +12,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from cdp.ingest.imports.services import import_job_create, import_source_get_or_create
 from cdp.ingest.models import ImportJob, ImportStatus
 from cdp.profiles.models import Customer, Identity, SourceRecord
 from tests.conftest import BASE_DIR, _stop, _wait_until_ready, database_url
-from tests.ingest.imports.helpers import assert_reconciles
+from tests.ingest.imports.helpers import assert_reconciles, upload
 
 ROWS = 12_000
 
@@ -39,15 +37,7 @@ def generated_profiles(rows: int) -> bytes:
 
 
 def start_job(content: bytes):
-    source = import_source_get_or_create(name="crm", actor="test")
-    return import_job_create(
-        source=source,
-        kind="profiles",
-        file=io.BytesIO(content),
-        file_name="people.csv",
-        actor="test",
-        start=True,
-    )
+    return upload(content, start=True)
 
 
 @pytest.mark.worker
