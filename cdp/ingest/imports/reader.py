@@ -39,11 +39,27 @@ class Dialect:
     delimiter: str
 
 
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """UTF-16 text without a byte-order mark: CSV is mostly ASCII, so one byte of nearly every
+    pair is NUL, always on the same side (odd offsets little-endian, even big-endian)."""
+    pairs = len(sample) // 2
+    if pairs < 8:
+        return None
+    even, odd = sample[0 : 2 * pairs : 2].count(0), sample[1 : 2 * pairs : 2].count(0)
+    if odd >= 0.9 * pairs and even <= 0.05 * pairs:
+        return "utf-16-le"
+    if even >= 0.9 * pairs and odd <= 0.05 * pairs:
+        return "utf-16-be"
+    return None
+
+
 def detect_encoding(sample: bytes) -> str:
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    if (utf16 := _utf16_without_bom(sample)) is not None:
+        return utf16
     try:
         sample.decode("utf-8")
         return "utf-8"
@@ -76,9 +92,9 @@ def sniff(sample: bytes) -> Dialect:
     """Encoding and delimiter from the first bytes; refuses empty and binary files."""
     if not sample.strip():
         raise ImportFileError("import_empty_file", "the file is empty")
-    if b"\x00" in sample and not sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ImportFileError("import_binary_file", "the file is not text (it contains NUL bytes)")
     encoding = detect_encoding(sample)
+    if b"\x00" in sample and not encoding.startswith("utf-16"):
+        raise ImportFileError("import_binary_file", "the file is not text (it contains NUL bytes)")
     text = sample.decode(encoding, errors="replace")
     if sum(1 for c in text[:4096] if not c.isprintable() and c not in "\r\n\t") > 40:
         raise ImportFileError("import_binary_file", "the file is not text")
@@ -147,6 +163,13 @@ class RowStream:
                 "import_encoding", f"the header row is not valid {dialect.encoding}"
             )
 
+    def _too_large(self) -> ImportFileError:
+        return ImportFileError(
+            "import_field_too_large",
+            f"row {self.records + 1} has a field over the {max_field_bytes():,}-character "
+            "limit; rows before it were imported",
+        )
+
     def __iter__(self) -> Iterator[RawRow]:
         while True:
             try:
@@ -154,16 +177,13 @@ class RowStream:
             except StopIteration:
                 return
             except FieldTooLarge:
-                raise ImportFileError(
-                    "import_field_too_large",
-                    f"row {self.records + 1} has a field over the "
-                    f"{max_field_bytes():,}-byte limit; rows before it were imported",
-                ) from None
+                raise self._too_large() from None
             except csv.Error as exc:
-                reason = "field larger than the limit" if "limit" in str(exc) else "invalid CSV"
+                if "limit" in str(exc):  # a quoted field of many short lines: the same limit
+                    raise self._too_large() from None
                 raise ImportFileError(
                     "import_invalid_csv",
-                    f"row {self.records + 1}: {reason}; rows before it were imported",
+                    f"row {self.records + 1}: invalid CSV; rows before it were imported",
                 ) from None
             self.records += 1
             if not values or (len(values) == 1 and not values[0].strip()):
