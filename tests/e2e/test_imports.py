@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from playwright.sync_api import Page, expect
 from cdp.ingest.imports.services import import_job_run
 from cdp.ingest.models import ImportJob
 from cdp.profiles.roles import CONSENT_ADMIN
+from tests.ingest.imports.helpers import pace_chunks
 
 ROWS = 6_000
 
@@ -37,15 +37,7 @@ def test_upload_map_and_watch_the_progress_bar_without_reloading(
     settings.CDP_IMPORT_CHUNK_ROWS = 250
     # The importer finishes 6,000 rows within one of the page's one-second polls: each chunk is
     # paced here (24 chunks, ~5 s), so the page must show the numbers moving while it runs.
-    from cdp.ingest.imports import services
-
-    real_chunk = services.profiles_chunk
-
-    def paced_chunk(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.2)
-        return real_chunk(*args, **kwargs)
-
-    monkeypatch.setattr(services, "profiles_chunk", paced_chunk)
+    pace_chunks(monkeypatch, 0.2)
     login_as(CONSENT_ADMIN)
 
     page.goto("/admin/ingest/importjob/add/")

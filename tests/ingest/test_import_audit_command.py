@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from cdp.ingest.imports.services import (
 )
 from cdp.ingest.models import Event, ImportJob, ImportKind, ImportStatus
 from cdp.profiles.models import Customer
-from tests.ingest.imports.helpers import assert_reconciles
+from tests.ingest.imports.helpers import assert_reconciles, pace_chunks
 
 
 @pytest.fixture(autouse=True)
@@ -204,16 +203,8 @@ def test_command_progress_bar_shows_rows_rate_and_time_left_while_it_runs(
 ) -> None:
     """The bar is drawn from the job row by another thread every half second: chunks are paced
     here (12 x 0.25 s) so it must show intermediate states, not only the end."""
-    from cdp.ingest.imports import services
-
     settings.CDP_IMPORT_CHUNK_ROWS = 100
-    real_chunk = services.profiles_chunk
-
-    def paced_chunk(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.25)
-        return real_chunk(*args, **kwargs)
-
-    monkeypatch.setattr(services, "profiles_chunk", paced_chunk)
+    pace_chunks(monkeypatch, 0.25)
     path = tmp_path / "people.csv"
     path.write_text("email\n" + "".join(f"p{i}@shop.example\n" for i in range(1_200)))
     out = io.StringIO()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,20 @@ from cdp.ingest.imports.services import (
 from cdp.ingest.models import ImportJob, ImportStatus
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def pace_chunks(monkeypatch: Any, seconds: float) -> None:
+    """Slow every profiles chunk by `seconds`: the importer can finish a test file within one
+    poll of a progress display, which must be seen moving."""
+    from cdp.ingest.imports import services
+
+    real_chunk = services.profiles_chunk
+
+    def paced_chunk(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(services, "profiles_chunk", paced_chunk)
 
 
 def upload(content: bytes, *, source: str = "crm", start: bool = False) -> ImportJob:
