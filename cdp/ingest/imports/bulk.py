@@ -211,7 +211,7 @@ def source_records_copy(records: Sequence[dict[str, Any]]) -> None:
 
 def _stored(field: Any, customer: Customer) -> Any:
     """What `save()` would write for `field` of `customer` (ciphertexts sealed by the field's
-    own `pre_save`, so for this customer's row and key)."""
+    own `pre_save`, so for this customer's row and key; JSON as text, cast by the statement)."""
     value = field.pre_save(customer, False)
     if value is None:
         return None
@@ -233,21 +233,17 @@ def customers_update(changes: Sequence[tuple[Customer, Sequence[str]]]) -> None:
     with binding_cursor() as cursor:
         for names, customers in groups.items():
             fields = [Customer._meta.get_field(name) for name in names]
-            columns = [quote(field.column) for field in fields]
-            types = [
-                "text" if field.get_internal_type() == "JSONField" else field.db_type(connection)
-                for field in fields
-            ]
-            casts = [
-                "::jsonb" if field.get_internal_type() == "JSONField" else "" for field in fields
-            ]
-            assignments = ", ".join(
-                f"{column} = v.{column}{cast}" for column, cast in zip(columns, casts, strict=True)
-            )
-            arrays = ", ".join(f"%b::{kind}[]" for kind in types)
+            columns, arrays, assignments = [], [], []
+            for field in fields:
+                column = quote(field.column)
+                json = field.get_internal_type() == "JSONField"
+                columns.append(column)
+                arrays.append(f"%b::{'text' if json else field.db_type(connection)}[]")
+                assignments.append(f"{column} = v.{column}{'::jsonb' if json else ''}")
             cursor.execute(
-                f"UPDATE {quote(Customer._meta.db_table)} AS c SET {assignments}, "  # noqa: S608
-                f"updated_at = %b FROM unnest(%b::uuid[], {arrays}) AS v(id, {', '.join(columns)}) "
+                f"UPDATE {quote(Customer._meta.db_table)} AS c "  # noqa: S608
+                f"SET {', '.join(assignments)}, updated_at = %b "
+                f"FROM unnest(%b::uuid[], {', '.join(arrays)}) AS v(id, {', '.join(columns)}) "
                 "WHERE c.id = v.id",
                 [
                     now,

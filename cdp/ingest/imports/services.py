@@ -162,9 +162,13 @@ def import_source_get_or_create(*, name: str, actor: str) -> Source:
     return source
 
 
-def _open(job: ImportJob) -> DecryptingReader:
-    key = unwrap_job_key(job.id, job.kek_id, bytes(job.wrapped_key))
-    return DecryptingReader(job_file_path(job.id), job_id=job.id, key=key)
+def _job_key(job: ImportJob) -> bytes:
+    """The job's data key: it encrypts the upload and the quality report's running state."""
+    return unwrap_job_key(job.id, job.kek_id, bytes(job.wrapped_key))
+
+
+def _open(job: ImportJob, key: bytes | None = None) -> DecryptingReader:
+    return DecryptingReader(job_file_path(job.id), job_id=job.id, key=key or _job_key(job))
 
 
 def _fail(job: ImportJob, code: str, message: str) -> None:
@@ -440,7 +444,7 @@ class _Runner:
             clean_profile if job.kind == ImportKind.PROFILES else clean_transaction
         )
         self.higher = _higher_sources(job) if job.kind == ImportKind.PROFILES else []
-        self.key = unwrap_job_key(job.id, job.kek_id, bytes(job.wrapped_key))
+        self.key = _job_key(job)
         saved = job.quality or {}
         if "_state_sealed" in saved:
             self.state = json.loads(state_open(job.id, self.key, saved["_state_sealed"]))
@@ -594,7 +598,7 @@ def import_job_run(*, job_id: uuid.UUID | str, actor: str = "system:import") -> 
     deadline = time.monotonic() + task_seconds()
     size = chunk_rows()
     try:
-        with _open(job) as reader:
+        with _open(job, runner.key) as reader:
             chunks = import_chunks(
                 RowStream(reader, Dialect(job.encoding, job.delimiter)),
                 reader,

@@ -7,6 +7,7 @@ import pytest
 from cdp.ingest.imports.services import column_mapping_save, import_source_get_or_create
 from cdp.ingest.models import ImportKind, ImportStatus
 from cdp.profiles.models import Customer, CustomerStatus, Merge, SourceRecord
+from cdp.profiles.services import identifier_index
 from consent.models import ConsentEvent
 from tests.ingest.imports.helpers import assert_reconciles, run_import
 from tests.profiles.factories import make_customer
@@ -107,6 +108,47 @@ def test_latest_non_empty_value_wins_between_equal_sources() -> None:
 
     customer = Customer.objects.get()
     assert (customer.first_name, customer.last_name) == ("Zoe", "New")
+
+
+def test_changed_stored_profiles_get_every_kind_of_column_in_one_chunk() -> None:
+    """Existing profiles changed in different columns (so in different UPDATEs of one chunk):
+    sealed values, blind index, plaintext country and jurisdiction, JSON attributes and traits."""
+    mapping = {
+        "email": "email",
+        "phone": "phone",
+        "country": "country",
+        "plan": "attribute:plan",
+        "shoe": "trait:shoe",
+    }
+    run_import(
+        b"email,phone,country,plan,shoe\n"
+        b"a@shop.example,+442079460001,GB,free,41\n"
+        b"b@shop.example,+442079460002,GB,free,42\n",
+        source="a",
+        mapping=mapping,
+    )
+    before = {c.email: c.updated_at for c in Customer.objects.all()}
+
+    job = run_import(
+        b"email,phone,country,plan,shoe\n"
+        b"a@shop.example,,United States,pro,43\n"
+        b"b@shop.example,+442079460099,,,\n",
+        source="b",
+        mapping=mapping,
+    )
+
+    assert (job.created, job.updated, job.rejected) == (0, 2, 0)
+    a, b = sorted(Customer.objects.all(), key=lambda c: c.email)
+    assert (a.phone, a.country, a.jurisdiction) == ("+442079460001", "US", "ccpa")
+    assert (a.attributes, a.traits) == ({"plan": "pro"}, {"shoe": 43})
+    assert (b.phone, b.country, b.attributes, b.traits) == (
+        "+442079460099",
+        "GB",
+        {"plan": "free"},
+        {"shoe": 42},
+    )
+    assert b.phone_index == identifier_index("phone", "+442079460099")[1]
+    assert all(c.updated_at > before[c.email] for c in (a, b))
 
 
 def test_consent_columns_become_ledger_entries_with_the_import_channel() -> None:
